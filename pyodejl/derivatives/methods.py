@@ -1,0 +1,162 @@
+"""The menu of derivative methods: one clear name each, one interface.
+
+Gradient methods (``objective.grad(theta, method=...)``):
+
+==================  =============================================================
+``"discrete"``      reverse mode through the solver's own steps
+                    (discretise-then-optimise).
+``"backsolve"``     continuous adjoint; the augmented state is integrated backward,
+                    with a jump at each observation time (Chen et al. 2018).
+``"interpolating"`` continuous adjoint reading the forward state from the forward
+                    solution's dense interpolant (SciMLSensitivity's
+                    ``InterpolatingAdjoint``).
+``"forward"``       continuous forward-sensitivity equations; cost grows with p.
+==================  =============================================================
+
+Hessian methods (``hvp``, ``hessian``, ``hessian_operator``):
+
+=====================  ==========================================================
+``"direct-direct"``    forward mode over the discrete gradient (seed 000's AA,
+                       forward-over-reverse).
+``"direct-adjoint"``   reverse mode over the discrete gradient.
+``"adjoint-direct"``   forward mode through the continuous-adjoint gradient's
+                       forward and backward solves (ForwardDiffOverAdjoint).
+``"adjoint-adjoint"``  continuous second-order adjoint: tangent-linear state,
+                       first- and second-order adjoints integrated backward
+                       (Ito, Matsuda & Miyatake 2021; Papadimitriou &
+                       Giannakoglou 2008).
+``"fd"``               four-point central differences of the loss (seed 000 Eq. 10).
+``"fd-grad"``          central differences of the gradient.
+``"elementwise"``      one scalar second derivative per entry (seed 000's EA).
+=====================  ==========================================================
+
+Every name is also a class (``DirectDirect()``, ``FiniteDifference(h=1e-4)``,
+…) whose instances may be passed as ``method=``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pyodejl.derivatives.autodiff import (
+    elementwise_second_derivatives,
+    hvp_forward_over_reverse,
+    hvp_reverse_over_reverse,
+)
+from pyodejl.derivatives.finite_differences import FiniteDifference, FiniteDifferenceGradient
+
+
+class _HessianMethod:
+    """Base: subclasses provide ``_apply(objective, theta, V, chunk) -> (p, k)``."""
+
+    name = ""
+    exact = True
+    needs_ode = False
+
+    def hvp(self, objective, theta, V, chunk):
+        return np.asarray(self._apply(objective, theta, V, chunk)), {"method": self.name, "chunk_size": chunk}
+
+    def hessian(self, objective, theta, chunk):
+        return self.hvp(objective, theta, np.eye(len(theta)), chunk)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class DirectDirect(_HessianMethod):
+    """Forward mode over the discrete (reverse-mode) gradient — seed 000's AA done properly."""
+
+    name = "direct-direct"
+
+    def _apply(self, objective, theta, V, chunk):
+        fn, args = objective.direct_function(theta)
+        return hvp_forward_over_reverse(fn, theta, V, args, chunk)
+
+
+class DirectAdjoint(_HessianMethod):
+    """Reverse mode over the discrete (reverse-mode) gradient."""
+
+    name = "direct-adjoint"
+
+    def _apply(self, objective, theta, V, chunk):
+        fn, args = objective.direct_function(theta)
+        return hvp_reverse_over_reverse(fn, theta, V, args, chunk)
+
+
+class AdjointDirect(_HessianMethod):
+    """Forward mode through the continuous-adjoint gradient (ForwardDiffOverAdjoint)."""
+
+    name = "adjoint-direct"
+    needs_ode = True
+
+    def _apply(self, objective, theta, V, chunk):
+        from pyodejl.derivatives.continuous import hvp_adjoint_direct
+
+        return objective.raise_if_failed(hvp_adjoint_direct(*objective.continuous_problem(), theta, V, chunk))
+
+
+class AdjointAdjoint(_HessianMethod):
+    """Continuous second-order adjoint; one forward and one backward solve per product."""
+
+    name = "adjoint-adjoint"
+    needs_ode = True
+
+    def _apply(self, objective, theta, V, chunk):
+        from pyodejl.derivatives.continuous import hvp_second_order_adjoint
+
+        return objective.raise_if_failed(hvp_second_order_adjoint(*objective.continuous_problem(), theta, V, chunk))
+
+
+class Elementwise(_HessianMethod):
+    """One scalar second derivative per Hessian entry (seed 000's EA technique).
+
+    Computes the upper triangle entry by entry and mirrors it; ``hvp`` forms the
+    full matrix first. For small models (p up to a few hundred).
+    """
+
+    name = "elementwise"
+
+    def hessian(self, objective, theta, chunk):
+        fn, args = objective.direct_function(theta)
+        p = len(theta)
+        iu, ju = np.triu_indices(p)
+        pairs = np.stack([iu, ju], axis=1).astype(np.int32)
+        vals = np.asarray(elementwise_second_derivatives(fn, theta, pairs, args, max(chunk, 1)))
+        H = np.zeros((p, p))
+        H[iu, ju] = vals
+        H[ju, iu] = vals
+        return H, {"method": self.name, "entries": len(iu)}
+
+    def hvp(self, objective, theta, V, chunk):
+        H, info = self.hessian(objective, theta, chunk)
+        return H @ V, info
+
+
+HESSIAN_METHODS = {
+    cls.name: cls
+    for cls in (DirectDirect, DirectAdjoint, AdjointDirect, AdjointAdjoint, FiniteDifference, FiniteDifferenceGradient, Elementwise)
+}
+
+GRADIENT_METHODS = ("discrete", "backsolve", "interpolating", "forward")
+
+
+def resolve_hessian_method(method, default="direct-direct"):
+    """A Hessian-method instance from a name, an instance or None (the default)."""
+    if method is None:
+        method = default
+    if isinstance(method, str):
+        try:
+            return HESSIAN_METHODS[method]()
+        except KeyError:
+            raise ValueError(f"unknown Hessian method {method!r}; expected one of {sorted(HESSIAN_METHODS)}") from None
+    if hasattr(method, "hvp") and hasattr(method, "hessian") and hasattr(method, "name"):
+        return method
+    raise TypeError(f"method must be a method name or a Hessian-method object, got {method!r}")
+
+
+def resolve_gradient_method(method, default="discrete"):
+    if method is None:
+        method = default
+    if method not in GRADIENT_METHODS:
+        raise ValueError(f"unknown gradient method {method!r}; expected one of {list(GRADIENT_METHODS)}")
+    return method

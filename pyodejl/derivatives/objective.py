@@ -1,0 +1,184 @@
+"""Objectives: scalar losses of a flat θ with gradients, HVPs and Hessians by named methods."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+from pyodejl.derivatives.autodiff import value_and_grad
+from pyodejl.derivatives.methods import resolve_gradient_method, resolve_hessian_method
+from pyodejl.derivatives.operator import HessianOperator
+from pyodejl.derivatives.validation import check_tangents, check_theta
+
+
+class Objective:
+    """Base class of every loss L(θ), θ a float64 vector of length :attr:`num_params`.
+
+    Subclasses provide
+
+    * ``value_function()`` → ``(fn, args)``: ``fn(theta, *args)`` is the loss as
+      a pure, vmappable JAX function (NaN if its solve fails);
+    * ``direct_function(theta)`` → ``(fn, args)``: the loss discretised as at
+      θ (for ODE losses: on θ's accepted step grid), differentiated by the
+      ``direct-*`` and ``elementwise`` methods;
+    * for ODE losses, ``continuous_problem()`` for the adjoint methods.
+
+    Public methods take and return NumPy float64 arrays.
+    """
+
+    num_params: int
+    default_hessian_method = "direct-direct"
+    default_gradient_method = "discrete"
+    is_ode = False
+
+    # ---- hooks -----------------------------------------------------------
+    def value_function(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def direct_function(self, theta):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def default_chunk(self) -> int:
+        return min(self.num_params, 256)
+
+    def raise_if_failed(self, out):
+        out = np.asarray(out)
+        if not np.all(np.isfinite(out)):
+            from pyodejl.solving import SolveError
+
+            raise SolveError("a solve inside the derivative computation failed (max_steps or divergence)")
+        return out
+
+    def _continuous_gradient(self, method, theta):
+        raise ValueError(f"gradient method {method!r} needs an ODE objective; this objective supports 'discrete'")
+
+    # ---- public API --------------------------------------------------------
+    def check_theta(self, theta):
+        return check_theta(theta, self.num_params)
+
+    def value(self, theta) -> float:
+        """L(θ). θ: ``(p,)``."""
+        theta = self.check_theta(theta)
+        fn, args = self.value_function()
+        from pyodejl.derivatives.autodiff import batched_values
+
+        val = float(np.asarray(batched_values(fn, jnp.asarray(theta)[None], args))[0])
+        if not np.isfinite(val):
+            from pyodejl.solving import SolveError
+
+            raise SolveError("the loss is not finite: its solve hit max_steps or diverged")
+        return val
+
+    def grad(self, theta, method=None) -> np.ndarray:
+        """∇L(θ), shape ``(p,)``, by ``method`` (default ``"discrete"``)."""
+        theta = self.check_theta(theta)
+        method = resolve_gradient_method(method, self.default_gradient_method)
+        if method == "discrete":
+            fn, args = self.direct_function(theta)
+            _, g = value_and_grad(fn, jnp.asarray(theta), args)
+            return self.raise_if_failed(g)
+        return self.raise_if_failed(self._continuous_gradient(method, theta))
+
+    def _method(self, method):
+        m = resolve_hessian_method(method, self.default_hessian_method)
+        if getattr(m, "needs_ode", False) and not self.is_ode:
+            raise ValueError(f"Hessian method {m.name!r} needs an ODE objective")
+        return m
+
+    def _chunk(self, chunk_size):
+        if chunk_size is None:
+            return max(1, self.default_chunk())
+        if int(chunk_size) != chunk_size or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        return int(chunk_size)
+
+    def hvp(self, theta, v, method=None, *, chunk_size=None, return_info=False):
+        """Hessian-vector product(s) H(θ) v.
+
+        Args:
+            theta: ``(p,)``.
+            v: ``(p,)`` or a block ``(p, k)``.
+            method: a Hessian-method name or object (default: the fastest exact one,
+                ``"direct-direct"``).
+            chunk_size: tangents per compiled batch (default: sized to a memory budget).
+
+        Returns:
+            ``(p,)`` or ``(p, k)``; with ``return_info`` also a dict of details.
+        """
+        theta = self.check_theta(theta)
+        V, vector = check_tangents(v, self.num_params)
+        m = self._method(method)
+        out, info = m.hvp(self, theta, V, self._chunk(chunk_size))
+        out = self.raise_if_failed(out)
+        out = out[:, 0] if vector else out
+        return (out, info) if return_info else out
+
+    def hessian(self, theta, method=None, *, chunk_size=None, return_info=False):
+        """The full Hessian, ``(p, p)``, from batched products (or per entry for
+        ``"fd"``/``"elementwise"``). Exact methods give a matrix symmetric to round-off.
+        """
+        theta = self.check_theta(theta)
+        m = self._method(method)
+        start = time.perf_counter()
+        H, info = m.hessian(self, theta, self._chunk(chunk_size))
+        H = self.raise_if_failed(H)
+        info = {**info, "seconds": time.perf_counter() - start}
+        return (H, info) if return_info else H
+
+    def hessian_operator(self, theta, method=None, *, chunk_size=None) -> HessianOperator:
+        """H(θ) as a :class:`HessianOperator` (a SciPy ``LinearOperator`` with ``matvecs``).
+
+        The linearisation point (for ODE losses, the step grid) is computed once.
+        """
+        theta = self.check_theta(theta)
+        m = self._method(method)
+        chunk = self._chunk(chunk_size)
+        if hasattr(self, "direct_function"):
+            try:
+                self.direct_function(theta)  # warm the per-θ cache once
+            except NotImplementedError:  # pragma: no cover
+                pass
+
+        def apply(V):
+            out, _ = m.hvp(self, theta, V, chunk)
+            return out
+
+        return HessianOperator(apply, self.num_params, m.name)
+
+
+@dataclass(frozen=True)
+class _ArgsLoss:
+    fn: Callable
+
+    def __call__(self, theta, *args):
+        return self.fn(theta, *args)
+
+
+class FunctionObjective(Objective):
+    """An objective from any pure JAX loss ``fn(theta, *args) -> scalar``.
+
+    For networks without an ODE (e.g. a feedforward baseline). ``fn`` should be
+    a module-level function (or other hashable callable) so compilations are
+    shared across instances. Supports the ``direct-*``, ``fd``, ``fd-grad`` and
+    ``elementwise`` Hessian methods and the ``discrete`` gradient.
+
+    Args:
+        fn: the loss.
+        num_params: p.
+        args: a tuple of arrays passed after θ (data).
+    """
+
+    def __init__(self, fn: Callable, num_params: int, args: tuple[Any, ...] = ()):
+        self.num_params = int(num_params)
+        self._fn = fn
+        self._args = tuple(jnp.asarray(a) for a in args)
+
+    def value_function(self):
+        return self._fn, self._args
+
+    def direct_function(self, theta):
+        return self._fn, self._args

@@ -1,0 +1,71 @@
+"""Input checks shared by models and objectives: clear errors, never silent NaNs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _as_float_array(x, name):
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}") from None
+    return arr
+
+
+def check_finite(arr, name):
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))
+        where = ", ".join(str(tuple(int(i) for i in b)) for b in bad[:5])
+        raise ValueError(f"{name} contains NaN or inf (at index {where}{', ...' if len(bad) > 5 else ''})")
+    return arr
+
+
+def check_theta(theta, num_params, name="theta"):
+    """θ as a finite float64 vector of length ``num_params``."""
+    arr = _as_float_array(theta, name)
+    if arr.shape != (num_params,):
+        raise ValueError(f"{name} must have shape ({num_params},), got {arr.shape}")
+    return check_finite(arr, name)
+
+
+def check_tangents(v, num_params, name="v"):
+    """A tangent ``(p,)`` or a block of tangents ``(p, k)``; returns (block, was_vector)."""
+    arr = _as_float_array(v, name)
+    if arr.ndim == 1:
+        if arr.shape != (num_params,):
+            raise ValueError(f"{name} must have shape ({num_params},) or ({num_params}, k), got {arr.shape}")
+        return check_finite(arr, name)[:, None], True
+    if arr.ndim != 2 or arr.shape[0] != num_params:
+        raise ValueError(f"{name} must have shape ({num_params},) or ({num_params}, k), got {arr.shape}")
+    return check_finite(arr, name), False
+
+
+def check_times(ts, name="ts"):
+    """Observation times: 1-D, at least two, finite, strictly increasing."""
+    arr = _as_float_array(ts, name)
+    if arr.ndim != 1 or arr.size < 2:
+        raise ValueError(f"{name} must be a 1-D array of at least 2 times, got shape {arr.shape}")
+    check_finite(arr, name)
+    if np.any(np.diff(arr) <= 0):
+        i = int(np.argmax(np.diff(arr) <= 0))
+        raise ValueError(
+            f"{name} must be strictly increasing; {name}[{i}]={arr[i]} >= {name}[{i + 1}]={arr[i + 1]}"
+        )
+    return arr
+
+
+def check_initial_state(y0, dim, name="y0"):
+    """``(d,)`` or ``(B, d)`` initial states, returned as ``(B, d)``."""
+    arr = _as_float_array(y0, name)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != dim or arr.shape[0] < 1:
+        raise ValueError(f"{name} must have shape ({dim},) or (B, {dim}), got {np.shape(y0)}")
+    return check_finite(arr, name)
+
+
+def check_positive_int(value, name):
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

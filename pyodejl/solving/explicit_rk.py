@@ -1,0 +1,95 @@
+"""Explicit Runge–Kutta steps written out stage by stage from a Butcher tableau.
+
+Used to replay a solve on a frozen step grid. The stages are unrolled in
+Python (their number is static), so the step is a straight-line computation
+that JAX differentiates to any order in forward or reverse mode and XLA fuses
+well — unlike a stage loop. The arithmetic is the tableau's, so the result
+matches Diffrax's step to round-off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import diffrax
+
+
+@dataclass(frozen=True)
+class Tableau:
+    """Butcher tableau: ``c`` (s−1,), ``a`` rows 1..s−1, weights ``b``, error weights ``b_error``."""
+
+    c: tuple[float, ...]
+    a: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+    b_error: tuple[float, ...] | None
+    fsal: bool
+
+    @classmethod
+    def from_diffrax(cls, t: diffrax.ButcherTableau) -> "Tableau":
+        return cls(
+            c=tuple(float(x) for x in t.c),
+            a=tuple(tuple(float(x) for x in row) for row in t.a_lower),
+            b=tuple(float(x) for x in t.b_sol),
+            b_error=tuple(float(x) for x in t.b_error),
+            fsal=bool(t.fsal),
+        )
+
+    @property
+    def stages(self) -> int:
+        return len(self.b)
+
+
+EULER = Tableau(c=(), a=(), b=(1.0,), b_error=None, fsal=False)
+
+
+def _combine(y0, h, weights, ks):
+    acc = None
+    for w, k in zip(weights, ks):
+        if w != 0.0:
+            term = w * k
+            acc = term if acc is None else acc + term
+    return y0 if acc is None else y0 + h * acc
+
+
+def rk_step(tab: Tableau, f, t0, t1, y0, f0):
+    """One explicit RK step from (t0, y0) to t1.
+
+    Args:
+        tab: the tableau.
+        f: ``f(t, y)``.
+        f0: ``f(t0, y0)`` (reused: the first stage, and FSAL's carried value).
+
+    Returns:
+        ``(y1, error, f1)`` with ``f1 = f(t1, y1)`` (free for FSAL tableaux).
+    """
+    h = t1 - t0
+    ks = [f0]
+    for ci, row in zip(tab.c, tab.a):
+        ks.append(f(t0 + ci * h, _combine(y0, h, row, ks)))
+    y1 = _combine(y0, h, tab.b, ks)
+    if tab.b_error is None:
+        err = y1 * 0.0
+    else:
+        err = _combine(y0 * 0.0, h, tab.b_error, ks)
+    f1 = ks[-1] if tab.fsal else f(t1, y1)
+    return y1, err, f1
+
+
+def tableau_of(name: str) -> Tableau | None:
+    """The explicit tableau of a named solver, or None for implicit ones."""
+    from pyodejl.solving.solvers import RK4
+
+    table = {
+        "dopri5": diffrax.Dopri5.tableau,
+        "tsit5": diffrax.Tsit5.tableau,
+        "dopri8": diffrax.Dopri8.tableau,
+        "bosh3": diffrax.Bosh3.tableau,
+        "heun": diffrax.Heun.tableau,
+        "rk4": RK4.tableau,
+    }
+    if name == "euler":
+        return EULER
+    t = table.get(name)
+    return None if t is None else Tableau.from_diffrax(t)
+
+

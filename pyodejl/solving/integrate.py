@@ -1,0 +1,297 @@
+"""Forward solves: adaptive (Diffrax) and on a frozen step grid (``lax.scan``).
+
+Two ways to integrate the same ODE:
+
+* :func:`adaptive_solve` runs Diffrax's adaptive solver with steps clipped to
+  land on every observation time, and reports the accepted step grid and the
+  solve statistics. It is what loss *values* use.
+* :func:`grid_states` replays exactly the same solver steps on a given grid in
+  a ``lax.scan`` (no step-size control, no while loop). Its derivatives are the
+  derivatives of the numerical solution map with the step sizes held fixed —
+  the discretise-then-optimise derivative that Diffrax's own
+  ``RecursiveCheckpointAdjoint``/``DirectAdjoint`` compute, since Diffrax
+  treats step sizes as constants. The scan is much cheaper to differentiate
+  twice than Diffrax's checkpointed while loop.
+
+Per-step local error estimates are available from :func:`grid_diagnostics`
+(for stiffness and solver-heuristic analyses).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import partial
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pyodejl.solving.explicit_rk import rk_step, tableau_of
+from pyodejl.solving.solvers import solver_spec
+
+
+class SolveError(RuntimeError):
+    """An ODE solve failed: it hit its step limit or its solution diverged."""
+
+
+@dataclass
+class StepGrid:
+    """The accepted steps of a solve, padded to a bucketed length.
+
+    Attributes:
+        times: ``(n_pad + 1,)`` step end points; entries past ``num_steps`` repeat
+            the final time (zero-length steps, skipped by the scan).
+        obs_index: ``(T,)`` index into ``times`` of each observation time.
+        num_steps: number of real steps.
+    """
+
+    times: np.ndarray
+    obs_index: np.ndarray
+    num_steps: int
+
+
+@dataclass
+class SolveStats:
+    """Statistics of one forward solve.
+
+    ``nfe`` counts vector-field evaluations: one initial evaluation for FSAL
+    methods plus (stages, minus one if FSAL) per attempted step, plus the two
+    evaluations Diffrax's initial step-size selection makes for adaptive solvers.
+    """
+
+    num_steps: int
+    num_accepted_steps: int
+    num_rejected_steps: int
+    nfe: int
+
+    def as_dict(self) -> dict:
+        return dict(
+            num_steps=self.num_steps,
+            num_accepted_steps=self.num_accepted_steps,
+            num_rejected_steps=self.num_rejected_steps,
+            nfe=self.nfe,
+        )
+
+
+@dataclass
+class Solution:
+    """Result of :meth:`pyodejl.NeuralODE.solve`.
+
+    Attributes:
+        ts: ``(T,)`` observation times.
+        ys: ``(T, D)`` or ``(B, T, D)`` state at each observation time (the full,
+            possibly augmented, state).
+        stats: :class:`SolveStats`.
+        grid: the accepted :class:`StepGrid`.
+    """
+
+    ts: np.ndarray
+    ys: np.ndarray
+    stats: SolveStats
+    grid: StepGrid = field(repr=False)
+
+
+def _bucket(n: int) -> int:
+    """Smallest size >= n in 8, 12, 16, 24, 32, 48, ...: bounds recompilations
+    to O(log n) shapes while wasting at most a third of the scan."""
+    size = 8
+    while size < n:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return size
+
+
+def _pad_grid(times: np.ndarray, ts: np.ndarray) -> StepGrid:
+    n = len(times) - 1
+    n_pad = _bucket(n)
+    padded = np.concatenate([times, np.full(n_pad - n, times[-1])])
+    obs = np.searchsorted(times, ts)
+    obs = np.clip(obs, 0, n)
+    bad = np.abs(times[obs] - ts) > 1e-12 * max(1.0, float(np.max(np.abs(ts))))
+    if np.any(bad):  # pragma: no cover - guards the clipping controller
+        raise SolveError(f"step grid does not contain observation times {ts[bad]}")
+    return StepGrid(padded, obs.astype(np.int32), n)
+
+
+def fixed_grid(ts: np.ndarray, dt: float) -> np.ndarray:
+    """Uniform steps of size <= dt inside each observation interval."""
+    pieces = [ts[:1]]
+    for a, b in zip(ts[:-1], ts[1:]):
+        n = max(1, math.ceil((b - a) / dt - 1e-9))
+        pieces.append(np.linspace(a, b, n + 1)[1:])
+    return np.concatenate(pieces)
+
+
+def _rhs(model, t, y, theta):
+    return model.rhs(t, y, theta)
+
+
+def _term(model):
+    return diffrax.ODETerm(partial(_rhs, model))
+
+
+def make_controller(model, ts):
+    """Diffrax PID controller clipped so that steps land on the times ``ts``."""
+    return diffrax.ClipStepSizeController(
+        diffrax.PIDController(rtol=model.rtol, atol=model.atol), step_ts=ts
+    )
+
+
+@partial(jax.jit, static_argnums=0)
+def _adaptive(model, theta, ts, y0):
+    spec = solver_spec(model.solver)
+    saveat = diffrax.SaveAt(
+        subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(steps=True, fn=lambda t, y, a: jnp.zeros((), dtype=t.dtype))]
+    )
+    sol = diffrax.diffeqsolve(
+        _term(model),
+        spec.make(model.rtol, model.atol),
+        ts[0],
+        ts[-1],
+        model.dt,
+        y0,
+        args=theta,
+        saveat=saveat,
+        stepsize_controller=make_controller(model, ts),
+        max_steps=model.max_steps,
+        throw=False,
+        adjoint=diffrax.ForwardMode(),
+    )
+    ys, step_ts = sol.ys[0], sol.ts[1]
+    stats = (sol.stats["num_steps"], sol.stats["num_accepted_steps"], sol.stats["num_rejected_steps"])
+    return ys, step_ts, stats, sol.result == diffrax.RESULTS.successful
+
+
+def raise_for_failure(model, ok, ys, t_end=None):
+    """Turn a failed or non-finite solve into a :class:`SolveError` naming the cause."""
+    if not bool(ok):
+        raise SolveError(
+            f"the {model.solver} solve hit max_steps={model.max_steps} (or its step size "
+            f"underflowed) before reaching t={t_end}; the dynamics may be stiff or blowing up. "
+            "Raise max_steps, loosen rtol/atol, or use a stiff solver such as 'kvaerno5'."
+        )
+    if not np.all(np.isfinite(ys)):
+        raise SolveError(
+            f"the {model.solver} solve diverged: the state became non-finite (inf or NaN)"
+        )
+
+
+def adaptive_solve(model, theta, ts, y0) -> Solution:
+    """Solve once and return states at ``ts``, the accepted grid and statistics.
+
+    Args:
+        model: a :class:`pyodejl.NeuralODE`.
+        theta: ``(p_vf,)`` vector-field parameters.
+        ts: ``(T,)`` strictly increasing observation times.
+        y0: ``(B, D)`` initial (augmented) states.
+
+    Returns:
+        :class:`Solution` with ``ys`` of shape ``(B, T, D)``.
+
+    Raises:
+        SolveError: the solve hit ``max_steps`` or diverged.
+    """
+    ts = np.asarray(ts, dtype=np.float64)
+    spec = solver_spec(model.solver)
+    if not spec.adaptive:
+        times = fixed_grid(ts, model.dt)
+        grid = _pad_grid(times, ts)
+        ys = np.asarray(grid_states(model, jnp.asarray(theta), grid, jnp.asarray(y0)))
+        raise_for_failure(model, True, ys)
+        n = grid.num_steps
+        stats = SolveStats(n, n, 0, n * spec.evaluations_per_step())
+        return Solution(ts, np.moveaxis(ys, 0, 1), stats, grid)
+    ys, step_ts, (n_steps, n_acc, n_rej), ok = _adaptive(
+        model, jnp.asarray(theta), jnp.asarray(ts), jnp.asarray(y0)
+    )
+    ys = np.asarray(ys)
+    raise_for_failure(model, ok, ys, ts[-1])
+    step_ts = np.asarray(step_ts)
+    times = np.concatenate([ts[:1], step_ts[np.isfinite(step_ts)]])
+    grid = _pad_grid(times, ts)
+    n_steps = int(n_steps)
+    nfe = n_steps * spec.evaluations_per_step() + (1 if spec.fsal else 0) + 2
+    stats = SolveStats(n_steps, int(n_acc), int(n_rej), nfe)
+    return Solution(ts, np.moveaxis(ys, 0, 1), stats, grid)
+
+
+def _grid_scan(model, theta, times, y0):
+    """Replay the solver's steps on ``times``; zero-length (padding) steps are skipped.
+
+    Returns the states at every node ``(N + 1, B, D)`` and each step's local
+    error estimate ``(N, B, D)``.
+    """
+    pairs = jnp.stack([times[:-1], times[1:]], axis=1)
+    tab = tableau_of(model.solver)
+    f = lambda t, y: model.rhs(t, y, theta)
+
+    if tab is not None:
+
+        def step(carry, t01):
+            y, f0 = carry
+            t0, t1 = t01[0], t01[1]
+
+            def advance(_):
+                y1, err, f1 = rk_step(tab, f, t0, t1, y, f0)
+                return (y1, f1), (y1, err)
+
+            return jax.lax.cond(t1 > t0, advance, lambda _: ((y, f0), (y, jnp.zeros_like(y))), None)
+
+        _, (ys, errs) = jax.lax.scan(step, (y0, f(times[0], y0)), pairs)
+    else:
+        spec = solver_spec(model.solver)
+        solver = spec.make(model.rtol, model.atol)
+        term = _term(model)
+        state = solver.init(term, times[0], times[1], y0, theta)
+
+        def step(carry, t01):
+            y, st = carry
+            t0, t1 = t01[0], t01[1]
+
+            def advance(_):
+                y1, err, _, st1, _ = solver.step(term, t0, t1, y, theta, st, made_jump=False)
+                return (y1, st1), (y1, err)
+
+            return jax.lax.cond(t1 > t0, advance, lambda _: ((y, st), (y, jnp.zeros_like(y))), None)
+
+        _, (ys, errs) = jax.lax.scan(step, (y0, state), pairs)
+    return jnp.concatenate([y0[None], ys], axis=0), errs
+
+
+def grid_states_jax(model, theta, times, obs_index, y0):
+    """States at the observation nodes of a frozen grid; pure and differentiable.
+
+    Returns ``(T, B, D)``.
+    """
+    ys, _ = _grid_scan(model, theta, times, y0)
+    return ys[obs_index]
+
+
+def grid_states(model, theta, grid: StepGrid, y0):
+    """:func:`grid_states_jax` for a :class:`StepGrid` (jit-compiled)."""
+    return _grid_states_jit(model, theta, jnp.asarray(grid.times), jnp.asarray(grid.obs_index), y0)
+
+
+_grid_states_jit = jax.jit(grid_states_jax, static_argnums=0)
+
+
+@partial(jax.jit, static_argnums=0)
+def _diagnostics(model, theta, times, y0):
+    ys, errs = _grid_scan(model, theta, times, y0)
+    return ys, errs
+
+
+def grid_diagnostics(model, theta, grid: StepGrid, y0):
+    """Per-step records of a frozen-grid solve.
+
+    Returns a dict with ``t0``, ``t1``, ``h`` (``(N,)``), ``states``
+    (``(N + 1, B, D)``) and ``error`` — the solver's embedded local error
+    estimate of each step, ``(N, B, D)`` (zeros for methods without one).
+    """
+    ys, errs = _diagnostics(model, jnp.asarray(theta), jnp.asarray(grid.times), jnp.asarray(y0))
+    n = grid.num_steps
+    t = grid.times
+    return dict(
+        t0=t[:n], t1=t[1 : n + 1], h=np.diff(t[: n + 1]), states=np.asarray(ys)[: n + 1], error=np.asarray(errs)[:n]
+    )
