@@ -19,7 +19,7 @@ demo: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pyodejl demo --out results
 
 test: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest -q -n $(JOBS) --durations=10
+	MPLBACKEND=Agg $(PY) -m pytest -q -n $(JOBS) --dist loadscope --durations=15
 
 test-slow: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest -q -n $(JOBS) -m slow

@@ -2,8 +2,9 @@
 
 ``fn`` is a static, hashable callable and ``args`` a tuple of arrays, so one
 compilation serves every objective with the same structure and shapes.
-Blocks of tangents are processed ``chunk`` at a time with ``lax.map`` so memory
-stays bounded for full Hessians.
+Each kernel maps a block of tangents ``V`` of shape ``(p, b)`` with ``vmap``;
+callers split large blocks (full Hessians) into fixed-width pieces, so memory
+stays bounded and one compilation serves every piece.
 """
 
 from __future__ import annotations
@@ -19,20 +20,20 @@ def value_and_grad(fn, theta, args):
     return jax.value_and_grad(fn)(theta, *args)
 
 
-@partial(jax.jit, static_argnums=(0, 4))
-def hvp_forward_over_reverse(fn, theta, V, args, chunk):
-    """H @ V by forward mode over the reverse-mode gradient. V: ``(p, k)``."""
+@partial(jax.jit, static_argnums=0)
+def hvp_forward_over_reverse(fn, theta, V, args):
+    """H @ V by forward mode over the reverse-mode gradient. V: ``(p, b)``."""
     grad = lambda th: jax.grad(fn)(th, *args)
-    _, lin = jax.linearize(grad, theta)
-    return jax.lax.map(lin, V.T, batch_size=chunk).T
+    one = lambda v: jax.jvp(grad, (theta,), (v,))[1]
+    return jax.vmap(one, in_axes=1, out_axes=1)(V)
 
 
-@partial(jax.jit, static_argnums=(0, 4))
-def hvp_reverse_over_reverse(fn, theta, V, args, chunk):
-    """H @ V by reverse mode over the reverse-mode gradient (H symmetric)."""
+@partial(jax.jit, static_argnums=0)
+def hvp_reverse_over_reverse(fn, theta, V, args):
+    """H @ V by reverse mode over the reverse-mode gradient (H symmetric). V: ``(p, b)``."""
     grad = lambda th: jax.grad(fn)(th, *args)
     _, pullback = jax.vjp(grad, theta)
-    return jax.lax.map(lambda v: pullback(v)[0], V.T, batch_size=chunk).T
+    return jax.vmap(lambda v: pullback(v)[0], in_axes=1, out_axes=1)(V)
 
 
 @partial(jax.jit, static_argnums=(0, 4))

@@ -182,13 +182,13 @@ def gradient_forward_sensitivity(problem, theta, ts, y0, data):
     return _nan_unless(ok, _pad_vf(problem, g_vf, g_direct))
 
 
-@partial(jax.jit, static_argnums=(0, 4))
-def hvp_adjoint_direct(problem, args, theta, V, chunk):
-    """H V by forward mode through the backsolve-adjoint gradient. V: ``(p, k)``."""
+@partial(jax.jit, static_argnums=0)
+def hvp_adjoint_direct(problem, args, theta, V):
+    """H V by forward mode through the backsolve-adjoint gradient. V: ``(p, b)``."""
     ts, y0, data = args
     grad = lambda th: _backsolve(problem, th, ts, y0, data)
     one = lambda v: jax.jvp(grad, (theta,), (v,))[1]
-    return jax.lax.map(one, V.T, batch_size=chunk).T
+    return jax.vmap(one, in_axes=1, out_axes=1)(V)
 
 
 def _second_order_adjoint(problem, theta, v, ts, y0, data):
@@ -225,9 +225,9 @@ def _second_order_adjoint(problem, theta, v, ts, y0, data):
     return _nan_unless(ok_f & ok_b, _pad_vf(problem, hv_vf, dg_direct))
 
 
-@partial(jax.jit, static_argnums=(0, 4))
-def hvp_second_order_adjoint(problem, args, theta, V, chunk):
-    """H V by the continuous second-order adjoint, one product per column. V: ``(p, k)``."""
+@partial(jax.jit, static_argnums=0)
+def hvp_second_order_adjoint(problem, args, theta, V):
+    """H V by the continuous second-order adjoint, one product per column. V: ``(p, b)``."""
     ts, y0, data = args
     one = lambda v: _second_order_adjoint(problem, theta, v, ts, y0, data)
-    return jax.lax.map(one, V.T, batch_size=chunk).T
+    return jax.vmap(one, in_axes=1, out_axes=1)(V)

@@ -36,6 +36,7 @@ Every name is also a class (``DirectDirect()``, ``FiniteDifference(h=1e-4)``,
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
 from pyodejl.derivatives.autodiff import (
@@ -46,15 +47,40 @@ from pyodejl.derivatives.autodiff import (
 from pyodejl.derivatives.finite_differences import FiniteDifference, FiniteDifferenceGradient
 
 
+def block_widths(k: int, chunk: int, p: int) -> list[int]:
+    """Compiled block widths covering k columns (the last block is zero-padded).
+
+    Many columns (k >= chunk) are split into equal blocks of at most ``chunk``;
+    a full identity (k == p) is one block; a few columns are padded to a power
+    of two. This bounds the number of distinct compiled shapes per objective.
+    """
+    if k >= chunk:
+        n = -(-k // chunk)
+        return [-(-k // n)] * n
+    if k == p:
+        return [k]
+    return [min(chunk, 1 << (k - 1).bit_length())]
+
+
 class _HessianMethod:
-    """Base: subclasses provide ``_apply(objective, theta, V, chunk) -> (p, k)``."""
+    """Base: subclasses provide ``_apply(objective, theta, V) -> (p, b)`` for one block."""
 
     name = ""
     exact = True
     needs_ode = False
 
     def hvp(self, objective, theta, V, chunk):
-        return np.asarray(self._apply(objective, theta, V, chunk)), {"method": self.name, "chunk_size": chunk}
+        p, k = V.shape
+        out, start = np.empty((p, k)), 0
+        theta_j = jnp.asarray(theta)
+        for width in block_widths(k, chunk, p):
+            block = V[:, start : start + width]
+            n = block.shape[1]
+            if n < width:
+                block = np.concatenate([block, np.zeros((p, width - n))], axis=1)
+            out[:, start : start + n] = np.asarray(self._apply(objective, theta_j, jnp.asarray(block)))[:, :n]
+            start += n
+        return out, {"method": self.name, "chunk_size": chunk}
 
     def hessian(self, objective, theta, chunk):
         return self.hvp(objective, theta, np.eye(len(theta)), chunk)
@@ -68,9 +94,9 @@ class DirectDirect(_HessianMethod):
 
     name = "direct-direct"
 
-    def _apply(self, objective, theta, V, chunk):
+    def _apply(self, objective, theta, V):
         fn, args = objective.direct_function(theta)
-        return hvp_forward_over_reverse(fn, theta, V, args, chunk)
+        return hvp_forward_over_reverse(fn, theta, V, args)
 
 
 class DirectAdjoint(_HessianMethod):
@@ -78,9 +104,9 @@ class DirectAdjoint(_HessianMethod):
 
     name = "direct-adjoint"
 
-    def _apply(self, objective, theta, V, chunk):
+    def _apply(self, objective, theta, V):
         fn, args = objective.direct_function(theta)
-        return hvp_reverse_over_reverse(fn, theta, V, args, chunk)
+        return hvp_reverse_over_reverse(fn, theta, V, args)
 
 
 class AdjointDirect(_HessianMethod):
@@ -89,10 +115,10 @@ class AdjointDirect(_HessianMethod):
     name = "adjoint-direct"
     needs_ode = True
 
-    def _apply(self, objective, theta, V, chunk):
+    def _apply(self, objective, theta, V):
         from pyodejl.derivatives.continuous import hvp_adjoint_direct
 
-        return objective.raise_if_failed(hvp_adjoint_direct(*objective.continuous_problem(), theta, V, chunk))
+        return objective.raise_if_failed(hvp_adjoint_direct(*objective.continuous_problem(), theta, V))
 
 
 class AdjointAdjoint(_HessianMethod):
@@ -101,10 +127,10 @@ class AdjointAdjoint(_HessianMethod):
     name = "adjoint-adjoint"
     needs_ode = True
 
-    def _apply(self, objective, theta, V, chunk):
+    def _apply(self, objective, theta, V):
         from pyodejl.derivatives.continuous import hvp_second_order_adjoint
 
-        return objective.raise_if_failed(hvp_second_order_adjoint(*objective.continuous_problem(), theta, V, chunk))
+        return objective.raise_if_failed(hvp_second_order_adjoint(*objective.continuous_problem(), theta, V))
 
 
 class Elementwise(_HessianMethod):

@@ -68,10 +68,14 @@ class Objective:
 
         val = float(np.asarray(batched_values(fn, jnp.asarray(theta)[None], args))[0])
         if not np.isfinite(val):
+            self._explain_failure(theta)
             from pyodejl.solving import SolveError
 
-            raise SolveError("the loss is not finite: its solve hit max_steps or diverged")
+            raise SolveError("the loss is not finite (NaN or inf) at this theta")
         return val
+
+    def _explain_failure(self, theta):
+        """Raise a specific error for a non-finite loss, if the subclass can name the cause."""
 
     def grad(self, theta, method=None) -> np.ndarray:
         """∇L(θ), shape ``(p,)``, by ``method`` (default ``"discrete"``)."""

@@ -156,6 +156,9 @@ class ObservationLoss(Objective):
             self._cache_key = key
         return self._cache
 
+    def _explain_failure(self, theta):
+        self.solve(theta)  # raises SolveError naming max_steps or divergence
+
     def direct_function(self, theta):
         sol = self.solve(theta)
         g = sol.grid

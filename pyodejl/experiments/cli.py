@@ -1,0 +1,237 @@
+"""Command line: ``python -m pyodejl track|plot|demo|tasks`` (also the ``pyodejl`` script)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+__all__ = ["build_parser", "main"]
+
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _nonneg_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
+    return v
+
+
+def _positive_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return v
+
+
+def _fraction(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {v}")
+    return v
+
+
+def _add_track_arguments(p: argparse.ArgumentParser):
+    from pyodejl.experiments.models import MODEL_KINDS
+    from pyodejl.experiments.runs import GRADIENT_METHODS, HESSIAN_METHODS, OPTIMIZERS, RunConfig
+    from pyodejl.experiments.tasks import TASKS
+    from pyodejl.models.mlp import ACTIVATIONS
+    from pyodejl.solving import SOLVERS
+
+    d = RunConfig(task="", model="")
+    g = p.add_argument_group("task")
+    g.add_argument("--task", required=True, choices=list(TASKS),
+                   help="; ".join(f"{k}: {v.description} [a sample is one {v.sample}]" for k, v in TASKS.items()))
+    g.add_argument("--dim", type=_positive_int, default=None,
+                   help="data dimension (nested-spheres: 2, 3 or 4; alpine02: 1-8; default: the task's)")
+    g.add_argument("--num-samples", type=_positive_int, default=None,
+                   help="observations / trajectories / points to generate (default: the task's; see pyodejl tasks)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", required=True, choices=list(MODEL_KINDS),
+                   help="node: Neural ODE; anode: augmented Neural ODE (zero-padded state); mlp: feedforward baseline")
+    g.add_argument("--width", type=_positive_int, default=d.width, help=f"hidden width (default {d.width})")
+    g.add_argument("--depth", type=_positive_int, default=d.depth, help=f"hidden layers (default {d.depth})")
+    g.add_argument("--activation", default=d.activation, choices=sorted(ACTIVATIONS),
+                   help=f"hidden activation (default {d.activation})")
+    g.add_argument("--augment-dim", type=_nonneg_int, default=None,
+                   help="augmented dimensions, anode only (default 1)")
+    g.add_argument("--time-dependent", action="store_true", help="feed t to the vector field (node/anode)")
+    g.add_argument("--loss", default=None, choices=["mse", "abs", "logistic"],
+                   help="trajectory tasks: mse|abs; nested-spheres: mse (on ±1 labels, Dupont et al.)|logistic; "
+                        "alpine02: mse|abs (default mse)")
+    g.add_argument("--solver", default=d.solver, choices=sorted(k for k, v in SOLVERS.items() if v.adaptive),
+                   help=f"adaptive ODE solver (default {d.solver})")
+    g.add_argument("--rtol", type=_positive_float, default=d.rtol, help=f"solver rtol (default {d.rtol})")
+    g.add_argument("--atol", type=_positive_float, default=d.atol, help=f"solver atol (default {d.atol})")
+    g.add_argument("--max-steps", type=_positive_int, default=d.max_steps,
+                   help=f"solver step limit (default {d.max_steps})")
+    g.add_argument("--flow-time", type=_positive_float, default=d.flow_time,
+                   help=f"integration time for point tasks (default {d.flow_time})")
+    g = p.add_argument_group("training")
+    g.add_argument("--optimizer", default=d.optimizer, choices=list(OPTIMIZERS),
+                   help="gd: full-batch gradient descent; sgd: minibatch SGD (needs --batch-size); "
+                        "adam: Adam (full batch unless --batch-size)")
+    g.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="samples per minibatch (sgd, adam); the last partial batch of each epoch is dropped")
+    g.add_argument("--lr", type=_positive_float, default=d.lr, help=f"learning rate (default {d.lr})")
+    g.add_argument("--steps", type=_nonneg_int, default=d.steps, help=f"optimiser steps (default {d.steps})")
+    g.add_argument("--grad-method", default=d.grad_method, choices=list(GRADIENT_METHODS),
+                   help="gradient method of the engine (default discrete; the others are ODE adjoints)")
+    g = p.add_argument_group("Hessian tracking")
+    g.add_argument("--hessian-every", type=_positive_int, default=d.hessian_every,
+                   help=f"track every N steps and at the last step (default {d.hessian_every})")
+    g.add_argument("--hessian-fraction", type=_fraction, default=d.hessian_fraction,
+                   help="fraction r of the samples, fixed from the seed, whose loss is tracked "
+                        "(seed 002; default 1 = full batch)")
+    g.add_argument("--hessian-method", default=d.hessian_method, choices=list(HESSIAN_METHODS),
+                   help=f"Hessian method (default {d.hessian_method})")
+    g.add_argument("--exact-max-params", type=_nonneg_int, default=d.exact_max_params,
+                   help=f"full Hessian and spectrum when p <= this, else Lanczos + Hutch++ (default {d.exact_max_params})")
+    g.add_argument("--lanczos-tol", type=_positive_float, default=d.lanczos_tol,
+                   help=f"relative residual tolerance of Lanczos (default {d.lanczos_tol})")
+    g.add_argument("--trace-matvecs", type=_positive_int, default=d.trace_matvecs,
+                   help=f"Hessian-vector products of the Hutch++ trace (default {d.trace_matvecs})")
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=_nonneg_int, default=d.seed,
+                   help="seed of data, initialisation, minibatches and estimators (default 0)")
+    g.add_argument("--out", required=True, type=Path,
+                   help="run folder; rerunning the same command resumes it, a different configuration is refused")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    g.add_argument("--plot", action="store_true", help="write the run's figures to OUT/figures when done")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyodejl",
+        description="Second-order analysis of Neural ODE losses: train with Hessian tracking, plot, reproduce.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    t = sub.add_parser("track", help="train a model and track the Hessian of its loss",
+                       description="Train a Neural ODE, augmented Neural ODE or MLP and record loss, gradient "
+                                   "norm, the largest, second-largest and smallest Hessian eigenvalue and the "
+                                   "trace every N steps (seed 000 §5-6, seed 002).")
+    _add_track_arguments(t)
+    p = sub.add_parser("plot", help="figures of one run, or an overlay of several",
+                       description="Evolution of eigenvalues and trace, spectra at stages of training (exact runs), "
+                                   "and for several runs an overlay.")
+    p.add_argument("runs", nargs="+", type=Path, metavar="DIR", help="run folders")
+    p.add_argument("--out", type=Path, default=None,
+                   help="figure folder (default: DIR/figures for one run, <common parent>/figures for several)")
+    p.add_argument("--labels", nargs="+", default=None, help="legend labels, one per run")
+    p.add_argument("--surface", action="store_true",
+                   help="also plot the loss surface along the top two Hessian eigenvectors at the last step")
+    dm = sub.add_parser("demo", help="the demo: method agreement, then NODE vs ANODE on 2-D nested spheres",
+                        description="Runs the engine's method-agreement check (if available) and a Neural ODE and an "
+                                    "augmented Neural ODE trained on 2-D nested spheres with Hessian tracking; writes "
+                                    "runs, figures and summary.md to OUT.")
+    dm.add_argument("--out", type=Path, default=Path("results"), help="output folder (default results)")
+    dm.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the demo's)")
+    dm.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    sub.add_parser("tasks", help="list the tasks")
+    return parser
+
+
+def _config_from_args(args):
+    from pyodejl.experiments.runs import RunConfig
+
+    return RunConfig(
+        task=args.task, model=args.model, dim=args.dim, num_samples=args.num_samples, width=args.width,
+        depth=args.depth, activation=args.activation, augment_dim=args.augment_dim,
+        time_dependent=args.time_dependent, loss=args.loss, solver=args.solver, rtol=args.rtol,
+        atol=args.atol, max_steps=args.max_steps, flow_time=args.flow_time, optimizer=args.optimizer,
+        batch_size=args.batch_size, lr=args.lr, steps=args.steps, grad_method=args.grad_method,
+        hessian_every=args.hessian_every, hessian_fraction=args.hessian_fraction,
+        hessian_method=args.hessian_method, exact_max_params=args.exact_max_params,
+        lanczos_tol=args.lanczos_tol, trace_matvecs=args.trace_matvecs, seed=args.seed)
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m pyodejl`` and the ``pyodejl`` script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "tasks":
+        from pyodejl.experiments.tasks import TASKS
+
+        for name, info in TASKS.items():
+            print(f"{name:18s} sample={info.sample:11s} target={info.target:14s} dims={list(info.dims)} "
+                  f"default n={info.default_num_samples}\n    {info.description}")
+        return 0
+    if args.command == "track":
+        from pyodejl.experiments.runs import ConfigMismatchError
+        from pyodejl.experiments.tracking import track
+
+        config = _config_from_args(args)
+        try:
+            config = config.resolved()
+        except ValueError as exc:
+            parser.error(f"track: {exc}")
+        try:
+            run = track(config, args.out, progress=not args.no_progress)
+        except ConfigMismatchError as exc:
+            print(f"pyodejl track: error: {exc}", file=sys.stderr)
+            return 2
+        except FileExistsError as exc:
+            print(f"pyodejl track: error: {exc}", file=sys.stderr)
+            return 2
+        last = run.records[-1]
+        print(f"{run.path}: {len(run.records)} records; step {last['step']}: loss {last['loss']:.6g}, "
+              f"eig_max {last['eig_max']:.6g}, eig_min {last['eig_min']:.6g}, trace {last['trace']:.6g} "
+              f"({last['hessian']})")
+        if args.plot:
+            from pyodejl.plotting.training import plot_runs
+
+            for f in plot_runs([run], args.out / "figures"):
+                print(f"wrote {f}")
+        return 0
+    if args.command == "plot":
+        from pyodejl.experiments.runs import Run
+        from pyodejl.plotting.training import plot_runs
+
+        runs = []
+        for d in args.runs:
+            try:
+                runs.append(Run(d))
+            except FileNotFoundError as exc:
+                parser.error(f"plot: {exc}")
+        for r in runs:
+            if not r.records:
+                parser.error(f"plot: run folder {r.path} has no records yet")
+        if args.labels is not None and len(args.labels) != len(runs):
+            parser.error(f"plot: --labels needs one label per run ({len(runs)}), got {len(args.labels)}")
+        out = args.out
+        if out is None:
+            if len(runs) == 1:
+                out = runs[0].path / "figures"
+            else:
+                import os
+
+                out = Path(os.path.commonpath([str(r.path.resolve()) for r in runs])) / "figures"
+        for f in plot_runs(runs, out, labels=args.labels, surface=args.surface):
+            print(f"wrote {f}")
+        return 0
+    if args.command == "demo":
+        from pyodejl.experiments.demo import run_demo
+
+        run_demo(args.out, steps=args.steps, progress=not args.no_progress)
+        return 0
+    parser.error(f"unknown command {args.command!r}")  # pragma: no cover
+    return 2

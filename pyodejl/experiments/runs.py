@@ -1,0 +1,349 @@
+"""Run configurations and run folders: atomic writes, resumption, loading.
+
+A run folder holds
+
+* ``config.json`` — the :class:`RunConfig` (every setting that affects a number);
+* ``records.jsonl`` — one JSON object per tracked step (see
+  :mod:`pyodejl.experiments.tracking` for the keys);
+* ``params.npz`` — θ of every tracked step under ``step_<n>``;
+* ``spectra.npz`` — the full Hessian spectrum (ascending) under ``step_<n>``,
+  for tracked steps computed exactly;
+* ``checkpoint.npz`` — step, θ and the Optax state, the point a resumed run
+  continues from;
+* ``timings.jsonl`` — wall-clock seconds of the Hessian work (the only
+  non-reproducible output, so kept out of the records).
+
+Every file is written to a temporary file in the folder and moved into place
+with :func:`os.replace`, so a kill leaves either the old or the new version.
+The checkpoint is written last; on resumption everything after the checkpoint's
+step is discarded and recomputed, which (all randomness being a function of
+``(seed, step)``) reproduces an uninterrupted run bit for bit.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from pyodejl.experiments.models import MODEL_KINDS, ModelSpec
+from pyodejl.experiments.tasks import TASKS, Task, make_task
+
+__all__ = [
+    "RunConfig",
+    "ConfigMismatchError",
+    "Run",
+    "load_run",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_savez",
+    "OPTIMIZERS",
+    "FORMAT_VERSION",
+]
+
+OPTIMIZERS = ("gd", "sgd", "adam")
+FORMAT_VERSION = 1
+GRADIENT_METHODS = ("discrete", "backsolve", "interpolating", "forward")
+HESSIAN_METHODS = ("direct-direct", "direct-adjoint", "adjoint-direct", "adjoint-adjoint",
+                   "fd", "fd-grad", "elementwise")
+
+
+class ConfigMismatchError(ValueError):
+    """A run folder exists with a different configuration."""
+
+
+# --------------------------------------------------------------------------------------
+# atomic file writes
+# --------------------------------------------------------------------------------------
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, os.replace)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Atomic text write (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_savez(path, **arrays) -> None:
+    """``np.savez`` to ``path`` atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_npz(path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with np.load(path) as z:
+        return {k: np.array(z[k]) for k in z.files}
+
+
+# --------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines the numbers of a tracked training run.
+
+    Task: ``task``, ``dim`` (None: task default), ``num_samples`` (None: task default).
+    Model (:class:`pyodejl.experiments.models.ModelSpec`): ``model`` (node|anode|mlp),
+    ``width``, ``depth``, ``activation``, ``augment_dim``, ``time_dependent``,
+    ``loss``, ``solver``, ``rtol``, ``atol``, ``max_steps``, ``flow_time``.
+    Training: ``optimizer`` — ``"gd"`` (full-batch gradient descent, seed 000
+    Eq. 3), ``"sgd"`` (minibatches of ``batch_size``, required) or ``"adam"``
+    (``batch_size`` optional, full batch if None) — ``lr``, ``steps``,
+    ``grad_method`` (any gradient method of the engine).
+    Tracking (seed 000 §5–6, seed 002): every ``hessian_every`` steps (and at the
+    last step), on the full-batch objective or a fixed random fraction
+    ``hessian_fraction`` = r of the samples (seed 002). Exact (full Hessian by
+    ``hessian_method``, full spectrum kept) when the parameter count
+    ``p <= exact_max_params`` (default 1000: a full Hessian costs p Hessian-vector
+    products, about what Lanczos for three extremes plus Hutch++ cost near
+    p = 1000, and ``eigvalsh`` of a 1000 x 1000 matrix takes well under a second);
+    otherwise Lanczos for the two largest and the smallest eigenvalue (relative
+    residual ``lanczos_tol``) and a Hutch++ trace with ``trace_matvecs`` products.
+    ``seed``: data, initialisation, minibatches, the tracking fraction and the
+    randomised estimators are all drawn from it.
+    """
+
+    task: str
+    model: str
+    dim: int | None = None
+    num_samples: int | None = None
+    width: int = 16
+    depth: int = 1
+    activation: str = "tanh"
+    augment_dim: int | None = None
+    time_dependent: bool = False
+    loss: str | None = None
+    solver: str = "dopri5"
+    rtol: float = 1e-7
+    atol: float = 1e-9
+    max_steps: int = 4096
+    flow_time: float = 1.0
+    optimizer: str = "gd"
+    batch_size: int | None = None
+    lr: float = 0.01
+    steps: int = 100
+    grad_method: str = "discrete"
+    hessian_every: int = 10
+    hessian_fraction: float = 1.0
+    hessian_method: str = "direct-direct"
+    exact_max_params: int = 1000
+    lanczos_tol: float = 1e-6
+    trace_matvecs: int = 60
+    seed: int = 0
+    format: int = FORMAT_VERSION
+
+    # ---- derived ------------------------------------------------------------------
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(kind=self.model, width=self.width, depth=self.depth,
+                         activation=self.activation, augment_dim=self.augment_dim,
+                         time_dependent=self.time_dependent, loss=self.loss, solver=self.solver,
+                         rtol=self.rtol, atol=self.atol, max_steps=self.max_steps,
+                         flow_time=self.flow_time)
+
+    def make_task(self) -> Task:
+        return make_task(self.task, seed=self.seed, dim=self.dim, num_samples=self.num_samples)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration keys {unknown}; expected a subset of {sorted(known)}")
+        return cls(**d)
+
+    def resolved(self) -> "RunConfig":
+        """Validate every field and fill in task- and model-dependent defaults.
+
+        Raises:
+            ValueError: naming the field, its value and what was expected.
+        """
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; expected one of {list(TASKS)}")
+        if self.model not in MODEL_KINDS:
+            raise ValueError(f"unknown model {self.model!r}; expected one of {list(MODEL_KINDS)}")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        task = self.make_task()  # validates dim and num_samples
+        spec = self.model_spec().resolved(task)
+        n = task.num_samples
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
+        bs = self.batch_size
+        if bs is not None and (not _is_int(bs) or bs < 1):
+            raise ValueError(f"batch_size must be a positive integer, got {bs!r}")
+        if self.optimizer == "gd" and bs is not None:
+            raise ValueError("optimizer 'gd' is full-batch gradient descent and takes no batch_size; "
+                             "use optimizer 'sgd' for minibatches")
+        if self.optimizer == "sgd" and bs is None:
+            raise ValueError("optimizer 'sgd' needs a batch_size (use 'gd' for full batches)")
+        if bs is not None and bs > n:
+            raise ValueError(f"batch_size {bs} exceeds the {n} samples of task {self.task!r} "
+                             f"(a sample is one {task.sample})")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if not _is_int(self.steps) or self.steps < 0:
+            raise ValueError(f"steps must be a non-negative integer, got {self.steps!r}")
+        if not _is_int(self.hessian_every) or self.hessian_every < 1:
+            raise ValueError(f"hessian_every must be a positive integer, got {self.hessian_every!r}")
+        r = self.hessian_fraction
+        if not (isinstance(r, (int, float)) and 0 < r <= 1):
+            raise ValueError(f"hessian_fraction must be in (0, 1], got {r!r}")
+        if math.ceil(r * n) < 2:
+            raise ValueError(f"hessian_fraction {r} keeps fewer than 2 of the {n} samples")
+        if self.grad_method not in GRADIENT_METHODS:
+            raise ValueError(f"unknown grad_method {self.grad_method!r}; expected one of {list(GRADIENT_METHODS)}")
+        if self.hessian_method not in HESSIAN_METHODS:
+            raise ValueError(f"unknown hessian_method {self.hessian_method!r}; "
+                             f"expected one of {list(HESSIAN_METHODS)}")
+        if spec.kind == "mlp":
+            if self.grad_method != "discrete":
+                raise ValueError(f"grad_method {self.grad_method!r} needs an ODE model; "
+                                 "model 'mlp' supports only 'discrete'")
+            if "adjoint" in self.hessian_method:
+                raise ValueError(f"hessian_method {self.hessian_method!r} needs an ODE model; model 'mlp' "
+                                 "supports 'direct-direct', 'fd', 'fd-grad' and 'elementwise'")
+            if self.solver != "dopri5" or self.time_dependent:
+                raise ValueError("solver settings apply to node/anode models, not to model 'mlp'")
+        if not _is_int(self.exact_max_params) or self.exact_max_params < 0:
+            raise ValueError(f"exact_max_params must be a non-negative integer, got {self.exact_max_params!r}")
+        if not (isinstance(self.lanczos_tol, float) and 0 < self.lanczos_tol < 1):
+            raise ValueError(f"lanczos_tol must be in (0, 1), got {self.lanczos_tol!r}")
+        if not _is_int(self.trace_matvecs) or self.trace_matvecs < 3:
+            raise ValueError(f"trace_matvecs must be an integer >= 3, got {self.trace_matvecs!r}")
+        if self.format != FORMAT_VERSION:
+            raise ValueError(f"run format {self.format} is not supported (this version writes {FORMAT_VERSION})")
+        return RunConfig(**{**self.as_dict(), "dim": task.dim, "num_samples": n,
+                            "augment_dim": spec.augment_dim, "loss": spec.loss,
+                            "lr": float(self.lr), "hessian_fraction": float(r),
+                            "rtol": float(self.rtol), "atol": float(self.atol),
+                            "flow_time": float(self.flow_time)})
+
+    def diff(self, other: "RunConfig") -> dict:
+        """``{key: (self value, other value)}`` for every differing key."""
+        a, b = self.as_dict(), other.as_dict()
+        return {k: (a[k], b.get(k)) for k in a if a[k] != b.get(k)}
+
+
+# --------------------------------------------------------------------------------------
+# run folders
+# --------------------------------------------------------------------------------------
+
+
+def step_key(step: int) -> str:
+    return f"step_{int(step)}"
+
+
+def parse_step_key(key: str) -> int:
+    return int(key.split("_", 1)[1])
+
+
+class Run:
+    """A run folder, read from disk.
+
+    Attributes:
+        path: the folder.
+        config: its :class:`RunConfig`.
+        records: list of record dicts, ordered by step.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        cfg_file = self.path / "config.json"
+        if not cfg_file.exists():
+            raise FileNotFoundError(f"{self.path} is not a run folder (no config.json)")
+        self.config = RunConfig.from_dict(json.loads(cfg_file.read_text()))
+        self.records = read_records(self.path / "records.jsonl")
+
+    def __repr__(self):
+        return f"Run({str(self.path)!r}, model={self.config.model!r}, records={len(self.records)})"
+
+    @property
+    def label(self) -> str:
+        """A short label: model, parameter count, optimizer and batch size."""
+        c = self.config
+        p = self.records[0].get("num_params") if self.records else None
+        bs = f" b={c.batch_size}" if c.batch_size else ""
+        return f"{c.model.upper()}" + (f" (p={p})" if p else "") + f" {c.optimizer}{bs}"
+
+    @property
+    def steps(self) -> np.ndarray:
+        return np.array([r["step"] for r in self.records], dtype=np.int64)
+
+    def column(self, key: str) -> np.ndarray:
+        """Values of ``key`` over the records (NaN where missing or None)."""
+        out = []
+        for r in self.records:
+            v = r.get(key)
+            out.append(np.nan if v is None else float(v))
+        return np.array(out, dtype=np.float64)
+
+    def params(self) -> dict[int, np.ndarray]:
+        """θ by tracked step."""
+        return {parse_step_key(k): v for k, v in _load_npz(self.path / "params.npz").items()}
+
+    def spectra(self) -> dict[int, np.ndarray]:
+        """Full spectra (ascending) by tracked step; empty when not exact."""
+        return {parse_step_key(k): v for k, v in _load_npz(self.path / "spectra.npz").items()}
+
+    def task(self) -> Task:
+        return self.config.make_task()
+
+    @property
+    def complete(self) -> bool:
+        ck = _load_npz(self.path / "checkpoint.npz")
+        return bool(ck) and int(ck["step"]) == self.config.steps
+
+
+def load_run(path) -> Run:
+    """Open a run folder written by :func:`pyodejl.experiments.track`."""
+    return Run(path)
+
+
+def read_records(path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            out.append(json.loads(line))
+    return out
+
+
+def records_text(records) -> str:
+    return "".join(json.dumps(r, sort_keys=False, allow_nan=True) + "\n" for r in records)
