@@ -104,13 +104,18 @@ def _bucket(n: int) -> int:
 
 def _pad_grid(times: np.ndarray, ts: np.ndarray) -> StepGrid:
     n = len(times) - 1
-    n_pad = _bucket(n)
-    padded = np.concatenate([times, np.full(n_pad - n, times[-1])])
-    obs = np.searchsorted(times, ts)
-    obs = np.clip(obs, 0, n)
+    # The clipping controller lands on each observation time up to an ulp or
+    # two; take the nearest node and snap it to the exact time.
+    right = np.clip(np.searchsorted(times, ts), 1, n)
+    obs = np.where(np.abs(times[right] - ts) <= np.abs(times[right - 1] - ts), right, right - 1)
+    obs[0] = 0
     bad = np.abs(times[obs] - ts) > 1e-12 * max(1.0, float(np.max(np.abs(ts))))
     if np.any(bad):  # pragma: no cover - guards the clipping controller
         raise SolveError(f"step grid does not contain observation times {ts[bad]}")
+    times = times.copy()
+    times[obs] = ts
+    n_pad = _bucket(n)
+    padded = np.concatenate([times, np.full(n_pad - n, times[-1])])
     return StepGrid(padded, obs.astype(np.int32), n)
 
 
