@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.linalg import eigh as _eigh
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
 from ._operator import as_operator, check_rng_seed
@@ -178,7 +180,6 @@ def eigenvalues(op, k: int = 1, which: str = "largest", method: str = "lanczos",
             A, k, tol, rng, max_iter=power_max_iter, stopping=power_stopping,
             record_history=record_history)
         if which == "largest" and np.any(vals < 0):
-            import warnings
             warnings.warn("power iteration found a negative eigenvalue among the top-k by "
                           "magnitude, so these are not the k largest algebraic eigenvalues; "
                           "use method='lanczos'", RuntimeWarning, stacklevel=2)
@@ -190,7 +191,6 @@ def eigenvalues(op, k: int = 1, which: str = "largest", method: str = "lanczos",
             vals, vecs = eigsh(A, k=k, which=arpack_which, tol=tol, v0=v0, ncv=ncv,
                                maxiter=max_matvecs)
         except ArpackNoConvergence as exc:
-            import warnings
             warnings.warn(f"ARPACK did not converge: {exc}", RuntimeWarning, stacklevel=2)
             vals, vecs = exc.eigenvalues, exc.eigenvectors
         R = A.matmat(vecs) - vecs * vals
@@ -199,7 +199,7 @@ def eigenvalues(op, k: int = 1, which: str = "largest", method: str = "lanczos",
     else:  # dense
         M = A.matmat(np.eye(p))
         M = 0.5 * (M + M.T)
-        w, U = np.linalg.eigh(M)
+        w, U = _eigh(M)
         idx = _select_dense(w, which, k)
         vals, vecs = w[idx], U[:, idx]
         res = np.linalg.norm(M @ vecs - vecs * vals, axis=0)

@@ -293,12 +293,7 @@ def thick_restart_lanczos(op: CountingOperator, k: int, which: str, tol: float, 
         lres = np.asarray([locked_res[i] for i in li], float)
         if len(li) < ks and j > 0:
             # budget exhausted: fill with the best unconverged Ritz pairs
-            used = set()
-            for win in windows(theta):
-                used.update(win)
-            sc = _score(theta, sign)
-            order = [i for i in np.argsort(-sc, kind="stable")]
-            extra = order[: ks - len(li)]
+            extra = list(np.argsort(-_score(theta, sign), kind="stable")[: ks - len(li)])
             lv = np.concatenate([lv, theta[extra]])
             lvec = np.hstack([lvec, V[:, :j] @ S[:, extra]])
             lres = np.concatenate([lres, np.abs(betas[j - 1] * S[j - 1, extra])])
