@@ -31,7 +31,7 @@ class Objective:
     """
 
     num_params: int
-    default_hessian_method = "direct-direct"
+    default_hessian_method = "auto"
     default_gradient_method = "discrete"
     is_ode = False
 
@@ -46,11 +46,15 @@ class Objective:
         return min(self.num_params, 256)
 
     def raise_if_failed(self, out):
+        """Pass finite results through; raise on NaN/inf (a failed solve or a non-finite loss)."""
         out = np.asarray(out)
         if not np.all(np.isfinite(out)):
             from pyodejl.solving import SolveError
 
-            raise SolveError("a solve inside the derivative computation failed (max_steps or divergence)")
+            raise SolveError(
+                "the derivative is not finite (NaN or inf): the loss is not finite near this theta"
+                + (", or a solve hit max_steps or diverged" if self.is_ode else "")
+            )
         return out
 
     def _continuous_gradient(self, method, theta):
@@ -106,8 +110,8 @@ class Objective:
         Args:
             theta: ``(p,)``.
             v: ``(p,)`` or a block ``(p, k)``.
-            method: a Hessian-method name or object (default: the fastest exact one,
-                ``"direct-direct"``).
+            method: a Hessian-method name or object (default ``"auto"``: the fastest
+                exact one — ``direct-direct`` for products).
             chunk_size: tangents per compiled batch (default: sized to a memory budget).
 
         Returns:
