@@ -118,10 +118,8 @@ def run_demo(out="results", steps: int | None = None, progress: bool = True) -> 
         t0 = time.perf_counter()
         result = run_agreement(out / "agreement")
         lines += ["## Method agreement", "", f"See `agreement/` ({time.perf_counter() - t0:.0f} s)."]
-        if isinstance(result, str):
+        if isinstance(result, str):  # a Markdown summary, if run_agreement returns one
             lines += ["", result]
-        elif isinstance(result, (str, Path)) or result is None:
-            pass
         lines.append("")
 
     # ---- 2. NODE vs ANODE on 2-D nested spheres -------------------------------------

@@ -2,3 +2,5 @@
 
 from .spectra import (plot_cumulative_density, plot_density, plot_eigenvalue_histogram,
                       plot_ritz_convergence, plot_sketch_error)
+from .training import (loss_surface, plot_evolution, plot_fd_error, plot_hessian_time,
+                       plot_loss_surface, plot_metric_grid, plot_runs, plot_spectra_stages)
