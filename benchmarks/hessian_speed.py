@@ -7,7 +7,8 @@ dopri5, rtol 1e-7, atol 1e-9.
 * seed way — torchdiffeq ``odeint`` (dopri5) and one autograd pass per Hessian
   row, as seed 000 §4.1 ("AA") describes;
 * Diffrax ``DirectAdjoint`` + ``jax.hessian`` — the obvious JAX route;
-* pyodejl's default (``direct-direct``).
+* pyodejl's default (``auto``: the ``structured`` exact Hessian for this
+  one-hidden-layer MLP), and its ``direct-direct`` (forward over reverse).
 
 Prints first-call time (compilation included), steady-state time (best of
 ``--repeats``), ratios and agreement; then a scaling table of pyodejl's full
@@ -41,19 +42,19 @@ def theta_for(width, seed=0):
     return pj.MLP([2, width, 2], "tanh").init(seed)
 
 
-def pyodejl_hessian(width, theta, repeats):
+def pyodejl_hessian(width, theta, repeats, method=None):
     import pyodejl as pj
 
     model = pj.NeuralODE(pj.MLP([2, width, 2], "tanh"), solver="dopri5", rtol=RTOL, atol=ATOL)
     t = time.perf_counter()
     obj = pj.TrajectoryLoss(model, ts=TS, y0=Y0, targets=TARGETS)
-    H = obj.hessian(theta)
+    H = obj.hessian(theta, method=method)
     first = time.perf_counter() - t
-    times = []
+    times = [first]
     for _ in range(repeats):
         t = time.perf_counter()
         obj = pj.TrajectoryLoss(model, ts=TS, y0=Y0, targets=TARGETS)  # no per-θ cache carried over
-        H = obj.hessian(theta)
+        H = obj.hessian(theta, method=method)
         times.append(time.perf_counter() - t)
     return H, first, min(times), obj.stats(theta)
 
@@ -138,11 +139,41 @@ def compare(widths, repeats, seed_rows):
         except ImportError as e:  # pragma: no cover - optional extra
             H_seed, t_seed, seed_note = None, float("nan"), f" unavailable: {e}"
         H_dfx, first_dfx, steady_dfx = diffrax_hessian(w, theta, repeats)
+        H_dd, first_dd, steady_dd, _ = pyodejl_hessian(w, theta, repeats, method="direct-direct")
         if H_seed is not None:
             print(f"{p:>6} {'seed way (torchdiffeq rows)':>28} {t_seed:>13.3f} {t_seed:>10.3f} {1.0:>10.1f} {rel(H_seed, H_ours[: len(H_seed)]):>21.2e}{seed_note}")
         print(f"{p:>6} {'DirectAdjoint+jax.hessian':>28} {first_dfx:>13.3f} {steady_dfx:>10.3f} {t_seed / steady_dfx:>10.1f} {rel(H_dfx, H_ours):>21.2e}")
-        print(f"{p:>6} {'pyodejl direct-direct':>28} {first:>13.3f} {steady:>10.3f} {t_seed / steady:>10.1f} {0.0:>21.2e}")
+        print(f"{p:>6} {'pyodejl direct-direct':>28} {first_dd:>13.3f} {steady_dd:>10.3f} {t_seed / steady_dd:>10.1f} {rel(H_dd, H_ours):>21.2e}")
+        print(f"{p:>6} {'pyodejl default (structured)':>28} {first:>13.3f} {steady:>10.3f} {t_seed / steady:>10.1f} {0.0:>21.2e}")
+        warm = _first_call_with_warm_cache(w)
+        print(f"{'':>6} first call in a new process with a warm compilation cache: {warm:.3f} s (seed/this {t_seed / warm:.1f})")
         print(f"{'':>6} first-call ratio seed/pyodejl = {t_seed / first:.1f}; solver steps {stats.num_steps}, nfe {stats.nfe}")
+
+
+def _first_call_with_warm_cache(width):
+    """First-call time of a fresh process after another process filled the cache."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**__import__("os").environ, "PYODEJL_CACHE_DIR": cache}
+        for _ in range(2):
+            out = subprocess.run([sys.executable, __file__, "--first-call-child", str(width)], capture_output=True, text=True, env=env)
+        return float(out.stdout.strip().splitlines()[-1])
+
+
+def _first_call_child(width):
+    theta = theta_for(width)
+    _, first, _, _ = pyodejl_hessian(width, theta, repeats=0)
+    print(first)
+
+
+def _peak_rss_mb():
+    """This process's own peak resident memory (VmHWM; ru_maxrss would include the parent's)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 
 
 def _scaling_child(width):
@@ -150,7 +181,7 @@ def _scaling_child(width):
 
     theta = theta_for(width)
     _, first, steady, stats = pyodejl_hessian(width, theta, repeats=1)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _peak_rss_mb()
     print(json.dumps({"p": len(theta), "first": first, "steady": steady, "peak_mb": peak_mb, "steps": stats.num_steps}))
 
 
@@ -173,9 +204,13 @@ def main():
     ap.add_argument("--scaling", action="store_true", help="also run the p = 1e2 … 1e4 scaling table")
     ap.add_argument("--scaling-widths", type=int, nargs="+", default=[20, 100, 200, 500, 1000, 2000])
     ap.add_argument("--scaling-child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--first-call-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.scaling_child:
         _scaling_child(args.scaling_child)
+        return
+    if args.first_call_child:
+        _first_call_child(args.first_call_child)
         return
     compare(args.widths, args.repeats, args.seed_rows)
     if args.scaling:

@@ -25,8 +25,8 @@ from pyodejl.plotting.training import plot_hessian_time
 
 FIG = Path(__file__).resolve().parent.parent / "docs" / "figures" / "repro_fig6.png"
 WIDTHS = (2, 5, 10, 20, 40, 80, 160, 320)
-LIMITS = {"direct-direct": 10**9, "adjoint-adjoint": 402, "elementwise": 52, "fd": 102}
-LABELS = {"direct-direct": "AA (direct-direct)", "adjoint-adjoint": "adjoint-adjoint",
+LIMITS = {"structured": 10**9, "direct-direct": 10**9, "adjoint-adjoint": 402, "elementwise": 52, "fd": 102}
+LABELS = {"structured": "structured (default)", "direct-direct": "AA (direct-direct)", "adjoint-adjoint": "adjoint-adjoint",
           "elementwise": "EA (elementwise)", "fd": "FD (Eq. 10)"}
 
 

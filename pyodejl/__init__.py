@@ -6,6 +6,7 @@ curvature of Neural ODEs. Float64 throughout (JAX's x64 mode is enabled on impor
 """
 
 from pyodejl import _config  # noqa: F401  (enables float64 before anything else)
+from pyodejl._config import enable_compilation_cache
 from pyodejl.derivatives import (
     GRADIENT_METHODS,
     HESSIAN_METHODS,
@@ -50,6 +51,7 @@ __all__ = [
     "Objective",
     "SolveError",
     "TrajectoryLoss",
+    "enable_compilation_cache",
 ]
 
 

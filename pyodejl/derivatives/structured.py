@@ -25,6 +25,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pyodejl.models.mlp import activation_fn
 from pyodejl.solving.explicit_rk import tableau_of
@@ -171,12 +172,16 @@ def structured_hessian(problem, theta, times, obs_index, y0, data):
     hl = hl.reshape(Sobs.shape[0], Sobs.shape[0])
     H = Sobs.T @ hl @ Sobs
 
-    # flatten calls k = (n, i, b)
-    K = N * tab.stages * B
-    x = x_calls.reshape(K, D)
-    t = jnp.broadcast_to(t_calls[:, :, None], (N, tab.stages, B)).reshape(K)
-    Sx = S_calls.reshape(K, D, p)
-    m = mu.reshape(K, D)
+    # flatten calls k = (n, i, b), skipping the slots that repeat an earlier call
+    # (stage 0 of step n ≥ 1 for FSAL tableaux): they carry no adjoint weight
+    keep = np.array(
+        [n * tab.stages + i for n in range(N) for i in range(tab.stages) if not (tab.fsal and i == 0 and n > 0)]
+    )
+    K = len(keep) * B
+    x = x_calls.reshape(N * tab.stages, B, D)[keep].reshape(K, D)
+    t = jnp.broadcast_to(t_calls.reshape(N * tab.stages)[keep][:, None], (len(keep), B)).reshape(K)
+    Sx = S_calls.reshape(N * tab.stages, B, D, p)[keep].reshape(K, D, p)
+    m = mu.reshape(N * tab.stages, B, D)[keep].reshape(K, D)
     if mlp.time_dependent:
         x = jnp.concatenate([x, t[:, None]], axis=1)
         Sx = jnp.concatenate([Sx, jnp.zeros((K, 1, p), dtype=Sx.dtype)], axis=1)
@@ -208,9 +213,10 @@ def structured_hessian(problem, theta, times, obs_index, y0, data):
     core = jnp.einsum("jd,kj,je->kde", W1, c, W1)  # (K, n_in, n_in)
     T = jnp.einsum("kde,kep->kdp", core, Sx).reshape(K * n_in, p)
     H = H + Sx.reshape(K * n_in, p).T @ T
+    # cross terms X + Xᵀ: collect X by rows (contiguous), add its transpose once
+    X = jnp.zeros_like(H)
     fi = first.reshape(-1)
-    H = H.at[fi].add(ES.reshape(-1, p))
-    H = H.at[:, fi].add(ES.reshape(-1, p).T)
+    X = X.at[fi].add(ES.reshape(-1, p))
     H = H.at[first[:, :, None], first[:, None, :]].add(EE)
 
     # Term 2: 2 μᵀ dW₂ (σ'⊙dz): rows W2[i, j], columns Jz[j, :]
@@ -218,16 +224,14 @@ def structured_hessian(problem, theta, times, obs_index, y0, data):
     A = over_calls((m[:, :, None] * ds[:, None, :]).reshape(K, -1)).reshape(D, w, n_in, p)
     P_S = jnp.einsum("jd,ijdp->ijp", W1, A)  # (D, w, p)
     wi = w2_idx.reshape(-1)
-    H = H.at[wi].add(P_S.reshape(-1, p))
-    H = H.at[:, wi].add(P_S.reshape(-1, p).T)
+    X = X.at[wi].add(P_S.reshape(-1, p))
     r2 = w2_idx[:, :, None]
     c2 = jnp.broadcast_to(first[None], (D, w, n_in + 1))
-    H = H.at[r2, c2].add(P_E)
-    H = H.at[c2, r2].add(P_E)
+    X = X.at[r2, c2].add(P_E)
 
     # Term 3: 2 Σ_j g_j σ'_j (dW₁ dx)_j: rows W1[j, a], columns S_x[a, :]
     M = over_calls(g * ds)  # (w, n_in, p)
     w1_idx = first[:, :n_in].reshape(-1)
-    H = H.at[w1_idx].add(M.reshape(-1, p))
-    H = H.at[:, w1_idx].add(M.reshape(-1, p).T)
+    X = X.at[w1_idx].add(M.reshape(-1, p))
+    H = H + X + X.T
     return H

@@ -50,7 +50,7 @@ __all__ = [
 OPTIMIZERS = ("gd", "sgd", "adam")
 FORMAT_VERSION = 1
 GRADIENT_METHODS = ("discrete", "backsolve", "interpolating", "forward")
-HESSIAN_METHODS = ("direct-direct", "direct-adjoint", "adjoint-direct", "adjoint-adjoint",
+HESSIAN_METHODS = ("auto", "structured", "direct-direct", "direct-adjoint", "adjoint-direct", "adjoint-adjoint",
                    "fd", "fd-grad", "elementwise")
 
 
@@ -157,7 +157,7 @@ class RunConfig:
     grad_method: str = "discrete"
     hessian_every: int = 10
     hessian_fraction: float = 1.0
-    hessian_method: str = "direct-direct"
+    hessian_method: str = "auto"
     exact_max_params: int = 1000
     lanczos_tol: float = 1e-6
     trace_matvecs: int = 60
@@ -234,9 +234,9 @@ class RunConfig:
             if self.grad_method != "discrete":
                 raise ValueError(f"grad_method {self.grad_method!r} needs an ODE model; "
                                  "model 'mlp' supports only 'discrete'")
-            if "adjoint" in self.hessian_method:
+            if self.hessian_method in ("adjoint-direct", "adjoint-adjoint", "structured"):
                 raise ValueError(f"hessian_method {self.hessian_method!r} needs an ODE model; model 'mlp' "
-                                 "supports 'direct-direct', 'fd', 'fd-grad' and 'elementwise'")
+                                 "supports 'auto', 'direct-direct', 'direct-adjoint', 'fd', 'fd-grad' and 'elementwise'")
             if self.solver != "dopri5" or self.time_dependent:
                 raise ValueError("solver settings apply to node/anode models, not to model 'mlp'")
         if not _is_int(self.exact_max_params) or self.exact_max_params < 0:
