@@ -59,6 +59,8 @@ class SolveStats:
     ``nfe`` counts vector-field evaluations: one initial evaluation for FSAL
     methods plus (stages, minus one if FSAL) per attempted step, plus the two
     evaluations Diffrax's initial step-size selection makes for adaptive solvers.
+    For the implicit ``kvaerno5`` it counts stages only: the evaluations inside
+    each stage's Newton iterations are not included.
     """
 
     num_steps: int
