@@ -82,10 +82,10 @@ def test_exact_hessians_symmetric_to_round_off(computed):
         assert np.abs(H[m] - H[m].T).max() <= 1e-13 * np.abs(H[m]).max()
 
 
-def test_hvp_equals_hessian_times_v_and_operator_counts(computed, request):
+# products are checked on one case to bound compilation time
+@pytest.mark.parametrize("computed", [case_batch_tanh], indirect=True, ids=["case_batch_tanh"])
+def test_hvp_equals_hessian_times_v_and_operator_counts(computed):
     obj, theta, _, H = computed
-    if "batch_tanh" not in request.node.callspec.id:
-        pytest.skip("products are checked on one case to bound compilation time")
     rng = np.random.default_rng(0)
     v = rng.normal(size=obj.num_params)
     V = rng.normal(size=(obj.num_params, 3))
