@@ -88,54 +88,35 @@ def _evaluations(model, theta, times, y0, eps):
     return jnp.concatenate([y0[None], ys]), ts_all, xs_all
 
 
-def _sensitivities(model, theta, times, y0):
+def _sensitivities(model, theta, times, t_calls, x_calls):
     """Forward sensitivities S = ∂x/∂θ of every call input, by the linearised scheme.
 
-    Returns ``(N, s, B, D, p)`` for call inputs and ``(N+1, B, D, p)`` for nodes.
+    The Jacobians f_y and f_θ at every call input are computed in one batched
+    evaluation; the scan over steps then only combines them. Returns
+    ``(N + 1, B, D, p)`` at the nodes and ``(N, s, B, D, p)`` at the call inputs.
     """
     tab = tableau_of(model.solver)
+    N, s, B, D = x_calls.shape
     p = theta.shape[0]
+    f = lambda t, x, th: model.rhs(t, x, th)
+    tt = jnp.broadcast_to(t_calls[:, :, None], (N, s, B)).reshape(-1)
+    xx = x_calls.reshape(-1, D)
+    fy = jax.vmap(jax.jacfwd(f, argnums=1), in_axes=(0, 0, None))(tt, xx, theta).reshape(N, s, B, D, D)
+    fth = jax.vmap(jax.jacrev(f, argnums=2), in_axes=(0, 0, None))(tt, xx, theta).reshape(N, s, B, D, p)
 
-    def f_single(t, x, th):
-        return model.rhs(t, x, th)
-
-    def lin(t, X):
-        # per batch element: f_y (D, D) and f_θ (D, p)
-        fy = jax.vmap(jax.jacfwd(f_single, argnums=1), in_axes=(None, 0, None))(t, X, theta)
-        fth = jax.vmap(jax.jacrev(f_single, argnums=2), in_axes=(None, 0, None))(t, X, theta)
-        return fy, fth
-
-    def dK(t, X, SX):
-        fy, fth = lin(t, X)
-        return jnp.einsum("bde,bep->bdp", fy, SX) + fth
-
-    f = lambda t, y: model.rhs(t, y, theta)
-
-    def step(carry, t01):
-        y, Sy, f0, Sf0 = carry
-        t0, t1 = t01[0], t01[1]
-        h = t1 - t0
-        ks, sks, Ss = [f0], [Sf0], [Sy]
-        for ci, row in zip(tab.c, tab.a):
-            x = y + h * sum(w * k for w, k in zip(row, ks) if w != 0.0)
-            Sx = Sy + h * sum(w * k for w, k in zip(row, sks) if w != 0.0)
-            ti = t0 + ci * h
-            ks.append(f(ti, x))
-            sks.append(dK(ti, x, Sx))
+    def step(Sy, inp):
+        h, fy_n, fth_n = inp
+        sks, Ss = [], []
+        for i in range(s):
+            row = tab.a[i - 1] if i > 0 else ()
+            Sx = Sy + h * sum(w * k for w, k in zip(row, sks) if w != 0.0) if i > 0 else Sy
+            sks.append(jnp.einsum("bde,bep->bdp", fy_n[i], Sx) + fth_n[i])
             Ss.append(Sx)
-        y1 = y + h * sum(w * k for w, k in zip(tab.b, ks) if w != 0.0)
         Sy1 = Sy + h * sum(w * k for w, k in zip(tab.b, sks) if w != 0.0)
-        if tab.fsal:
-            f1, Sf1 = ks[-1], sks[-1]
-        else:
-            f1, Sf1 = f(t1, y1), dK(t1, y1, Sy1)
-        return (y1, Sy1, f1, Sf1), (Sy1, jnp.stack(Ss))
+        return Sy1, (Sy1, jnp.stack(Ss))
 
-    B, D = y0.shape
-    S0 = jnp.zeros((B, D, p), dtype=y0.dtype)
-    init = (y0, S0, f(times[0], y0), dK(times[0], y0, S0))
-    pairs = jnp.stack([times[:-1], times[1:]], axis=1)
-    _, (Sys, Ss) = jax.lax.scan(step, init, pairs)
+    S0 = jnp.zeros((B, D, p), dtype=x_calls.dtype)
+    _, (Sys, Ss) = jax.lax.scan(step, S0, (jnp.diff(times), fy, fth))
     return jnp.concatenate([S0[None], Sys]), Ss
 
 
@@ -155,15 +136,14 @@ def structured_hessian(problem, theta, times, obs_index, y0, data):
     eps0 = jnp.zeros((N, tab.stages, B, D), dtype=y0.dtype)
 
     def loss_eps(eps):
-        ys, _, _ = _evaluations(model, theta, times, y0, eps)
-        return problem.cost_of_states(theta, ys[obs_index], data)
+        ys, t_calls, x_calls = _evaluations(model, theta, times, y0, eps)
+        return problem.cost_of_states(theta, ys[obs_index], data), (ys, t_calls, x_calls)
 
-    mu = jax.grad(loss_eps)(eps0)
+    mu, (ys, t_calls, x_calls) = jax.grad(loss_eps, has_aux=True)(eps0)
     if tab.fsal:
         # stage 0 of step n ≥ 1 is the previous step's last call, already counted
         mu = mu.at[1:, 0].set(0.0)
-    ys, t_calls, x_calls = _evaluations(model, theta, times, y0, eps0)
-    S_nodes, S_calls = _sensitivities(model, theta, times, y0)
+    S_nodes, S_calls = _sensitivities(model, theta, times, t_calls, x_calls)
 
     # observation term Σ S_oᵀ ∇²ℓ S_o
     Yobs = ys[obs_index]  # (T, B, D)
