@@ -42,67 +42,89 @@ def supports(objective) -> bool:
     )
 
 
-def _evaluations(model, theta, times, y0, eps):
+def _evaluations(model, theta, times, y0):
     """Replay the frozen grid recording each vector-field call.
 
-    ``eps`` ``(N, s, B, D)`` is added to every call's output so that its
-    gradient is the discrete adjoint μ of each call. Returns the observed-state
-    function's pieces: all node states ``(N+1, B, D)`` and per-call inputs
-    ``(t, x)`` of shapes ``(N, s)`` and ``(N, s, B, D)``. Call (n, 0) is the
-    evaluation at the start of step n that the step uses as its first stage
-    (the previous step's last call for FSAL tableaux, or the initial one).
+    Returns the node states ``(N+1, B, D)`` and every call slot's time and
+    input, ``(N, s)`` and ``(N, s, B, D)``. Slot (n, 0) is the value step n
+    uses as its first stage: the initial call for n = 0, otherwise the previous
+    step's last call (FSAL tableaux) or its call at (t_n, y_n) (others).
     """
     tab = tableau_of(model.solver)
     f = lambda t, y: model.rhs(t, y, theta)
-    s = tab.stages
 
-    def step(carry, inp):
+    def step(carry, t01):
         y, f0 = carry
-        t0, t1, e = inp
+        t0, t1 = t01[0], t01[1]
         h = t1 - t0
         ks, ts_, xs = [f0], [t0], [y]
-        for i, (ci, row) in enumerate(zip(tab.c, tab.a)):
-            acc = sum(w * k for w, k in zip(row, ks) if w != 0.0)
-            x = y + h * acc
+        for ci, row in zip(tab.c, tab.a):
+            x = y + h * sum(w * k for w, k in zip(row, ks) if w != 0.0)
             ti = t0 + ci * h
-            ks.append(f(ti, x) + e[i + 1])
+            ks.append(f(ti, x))
             ts_.append(ti)
             xs.append(x)
         y1 = y + h * sum(w * k for w, k in zip(tab.b, ks) if w != 0.0)
         f1 = ks[-1] if tab.fsal else f(t1, y1)
-        # the next step's first call: carry its eps in slot 0 of the next step
         return (y1, f1), (y1, jnp.stack(ts_), jnp.stack(xs))
 
-    N = times.shape[0] - 1
-    pairs0, pairs1 = times[:-1], times[1:]
-    # eps[n, 0] perturbs the value used as stage 0 of step n
-    f_init = f(times[0], y0)
-
-    def step_with_first(carry, inp):
-        y, f0 = carry
-        t0, t1, e = inp
-        return step((y, f0 + e[0]), (t0, t1, e))
-
-    (_, _), (ys, ts_all, xs_all) = jax.lax.scan(step_with_first, (y0, f_init), (pairs0, pairs1, eps))
-    del N
-    return jnp.concatenate([y0[None], ys]), ts_all, xs_all
+    pairs = jnp.stack([times[:-1], times[1:]], axis=1)
+    _, (ys, t_calls, x_calls) = jax.lax.scan(step, (y0, f(times[0], y0)), pairs)
+    return jnp.concatenate([y0[None], ys]), t_calls, x_calls
 
 
-def _sensitivities(model, theta, times, t_calls, x_calls):
-    """Forward sensitivities S = ∂x/∂θ of every call input, by the linearised scheme.
-
-    The Jacobians f_y and f_θ at every call input are computed in one batched
-    evaluation; the scan over steps then only combines them. Returns
-    ``(N + 1, B, D, p)`` at the nodes and ``(N, s, B, D, p)`` at the call inputs.
-    """
-    tab = tableau_of(model.solver)
+def _jacobians(model, theta, t_calls, x_calls):
+    """f_y ``(N, s, B, D, D)`` and f_θ ``(N, s, B, D, p)`` at every call input, in one batch."""
     N, s, B, D = x_calls.shape
-    p = theta.shape[0]
     f = lambda t, x, th: model.rhs(t, x, th)
     tt = jnp.broadcast_to(t_calls[:, :, None], (N, s, B)).reshape(-1)
     xx = x_calls.reshape(-1, D)
-    fy = jax.vmap(jax.jacfwd(f, argnums=1), in_axes=(0, 0, None))(tt, xx, theta).reshape(N, s, B, D, D)
-    fth = jax.vmap(jax.jacrev(f, argnums=2), in_axes=(0, 0, None))(tt, xx, theta).reshape(N, s, B, D, p)
+    fy = jax.vmap(jax.jacfwd(f, argnums=1), in_axes=(0, 0, None))(tt, xx, theta)
+    fth = jax.vmap(jax.jacrev(f, argnums=2), in_axes=(0, 0, None))(tt, xx, theta)
+    return fy.reshape(N, s, B, D, D), fth.reshape(N, s, B, D, theta.shape[0])
+
+
+def _adjoints(tab, times, fy, jump):
+    """Discrete adjoints μ_{n,i} = ∂L/∂K_{n,i} of every call slot, by a backward sweep.
+
+    ``jump`` ``(N + 1, B, D)`` is ∂ℓ/∂y at each node. Slots that repeat an
+    earlier call (stage 0 of step n ≥ 1 for FSAL tableaux) get zero: their
+    weight is carried to the call itself.
+    """
+    N, s = fy.shape[:2]
+    zero = jnp.zeros_like(jump[0])
+
+    def step(carry, inp):
+        lam_next, mu_next0 = carry  # ∂L/∂y_{n+1}; μ of step n+1's first slot
+        h, fy_n, jump_n = inp
+        mus, xbar = [None] * s, [None] * s
+        for l in range(s - 1, -1, -1):
+            m = h * tab.b[l] * lam_next
+            for later in range(l + 1, s):
+                row = tab.a[later - 1]
+                if l < len(row) and row[l] != 0.0:
+                    m = m + h * row[l] * xbar[later]
+            if tab.fsal and l == s - 1:
+                m = m + mu_next0
+            mus[l] = m
+            xbar[l] = jnp.einsum("bde,bd->be", fy_n[l], m)
+        lam = lam_next + sum(xbar[1:], zero) + jump_n
+        if tab.fsal:
+            mu0 = mus[0]
+        else:  # slot 0 is a call at (t_n, y_n) of its own
+            lam, mu0 = lam + xbar[0], zero
+        return (lam, mu0), jnp.stack(mus)
+
+    _, mus = jax.lax.scan(step, (jump[N], zero), (jnp.diff(times), fy, jump[:N]), reverse=True)
+    return mus.at[1:, 0].set(0.0) if tab.fsal else mus
+
+
+def _sensitivities(tab, times, fy, fth):
+    """Forward sensitivities S = ∂x/∂θ of every call input, by the linearised scheme.
+
+    Returns ``(N + 1, B, D, p)`` at the nodes and ``(N, s, B, D, p)`` at the call inputs.
+    """
+    N, s, B, D, p = fth.shape
 
     def step(Sy, inp):
         h, fy_n, fth_n = inp
@@ -115,7 +137,7 @@ def _sensitivities(model, theta, times, t_calls, x_calls):
         Sy1 = Sy + h * sum(w * k for w, k in zip(tab.b, sks) if w != 0.0)
         return Sy1, (Sy1, jnp.stack(Ss))
 
-    S0 = jnp.zeros((B, D, p), dtype=x_calls.dtype)
+    S0 = jnp.zeros((B, D, p), dtype=fth.dtype)
     _, (Sys, Ss) = jax.lax.scan(step, S0, (jnp.diff(times), fy, fth))
     return jnp.concatenate([S0[None], Sys]), Ss
 
@@ -132,18 +154,12 @@ def structured_hessian(problem, theta, times, obs_index, y0, data):
     (w, n_in), _ = mlp.layer_shapes()[0]
     sigma = activation_fn(mlp.activation)
 
-    # discrete adjoints μ of every call, and call inputs
-    eps0 = jnp.zeros((N, tab.stages, B, D), dtype=y0.dtype)
-
-    def loss_eps(eps):
-        ys, t_calls, x_calls = _evaluations(model, theta, times, y0, eps)
-        return problem.cost_of_states(theta, ys[obs_index], data), (ys, t_calls, x_calls)
-
-    mu, (ys, t_calls, x_calls) = jax.grad(loss_eps, has_aux=True)(eps0)
-    if tab.fsal:
-        # stage 0 of step n ≥ 1 is the previous step's last call, already counted
-        mu = mu.at[1:, 0].set(0.0)
-    S_nodes, S_calls = _sensitivities(model, theta, times, t_calls, x_calls)
+    # call inputs, Jacobians there, discrete adjoints μ and forward sensitivities S
+    ys, t_calls, x_calls = _evaluations(model, theta, times, y0)
+    fy, fth = _jacobians(model, theta, t_calls, x_calls)
+    gY = jax.grad(lambda Y: problem.cost_of_states(theta, Y, data))(ys[obs_index])
+    mu = _adjoints(tab, times, fy, jnp.zeros_like(ys).at[obs_index].add(gY))
+    S_nodes, S_calls = _sensitivities(tab, times, fy, fth)
 
     # observation term Σ S_oᵀ ∇²ℓ S_o
     Yobs = ys[obs_index]  # (T, B, D)
