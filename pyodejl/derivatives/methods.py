@@ -206,9 +206,8 @@ class Auto(_HessianMethod):
     def hessian(self, objective, theta, chunk):
         from pyodejl.derivatives import structured
 
-        if getattr(objective, "is_ode", False) and structured.supports(objective):
-            return Structured().hessian(objective, theta, chunk)
-        return DirectDirect().hessian(objective, theta, chunk)
+        method = Structured() if structured.supports(objective) else DirectDirect()
+        return method.hessian(objective, theta, chunk)
 
 
 HESSIAN_METHODS = {

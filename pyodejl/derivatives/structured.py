@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl.models.mlp import activation_fn
-from pyodejl.solving.explicit_rk import tableau_of
+from pyodejl.solving.explicit_rk import combine, rk_stages, tableau_of
 
 
 def supports(objective) -> bool:
@@ -55,18 +55,8 @@ def _evaluations(model, theta, times, y0):
 
     def step(carry, t01):
         y, f0 = carry
-        t0, t1 = t01[0], t01[1]
-        h = t1 - t0
-        ks, ts_, xs = [f0], [t0], [y]
-        for ci, row in zip(tab.c, tab.a):
-            x = y + h * sum(w * k for w, k in zip(row, ks) if w != 0.0)
-            ti = t0 + ci * h
-            ks.append(f(ti, x))
-            ts_.append(ti)
-            xs.append(x)
-        y1 = y + h * sum(w * k for w, k in zip(tab.b, ks) if w != 0.0)
-        f1 = ks[-1] if tab.fsal else f(t1, y1)
-        return (y1, f1), (y1, jnp.stack(ts_), jnp.stack(xs))
+        y1, _, f1, stage_times, stage_inputs = rk_stages(tab, f, t01[0], t01[1], y, f0)
+        return (y1, f1), (y1, stage_times, stage_inputs)
 
     pairs = jnp.stack([times[:-1], times[1:]], axis=1)
     _, (ys, t_calls, x_calls) = jax.lax.scan(step, (y0, f(times[0], y0)), pairs)
@@ -130,11 +120,10 @@ def _sensitivities(tab, times, fy, fth):
         h, fy_n, fth_n = inp
         sks, Ss = [], []
         for i in range(s):
-            row = tab.a[i - 1] if i > 0 else ()
-            Sx = Sy + h * sum(w * k for w, k in zip(row, sks) if w != 0.0) if i > 0 else Sy
+            Sx = combine(Sy, h, tab.a[i - 1] if i > 0 else (), sks)
             sks.append(jnp.einsum("bde,bep->bdp", fy_n[i], Sx) + fth_n[i])
             Ss.append(Sx)
-        Sy1 = Sy + h * sum(w * k for w, k in zip(tab.b, sks) if w != 0.0)
+        Sy1 = combine(Sy, h, tab.b, sks)
         return Sy1, (Sy1, jnp.stack(Ss))
 
     S0 = jnp.zeros((B, D, p), dtype=fth.dtype)

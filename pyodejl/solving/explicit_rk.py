@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import diffrax
+import jax.numpy as jnp
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class Tableau:
 EULER = Tableau(c=(), a=(), b=(1.0,), b_error=None, fsal=False)
 
 
-def _combine(y0, h, weights, ks):
+def combine(y0, h, weights, ks):
+    """``y0 + h Σ_j weights[j] ks[j]``, skipping zero weights (a stage input or update)."""
     acc = None
     for w, k in zip(weights, ks):
         if w != 0.0:
@@ -51,8 +53,8 @@ def _combine(y0, h, weights, ks):
     return y0 if acc is None else y0 + h * acc
 
 
-def rk_step(tab: Tableau, f, t0, t1, y0, f0):
-    """One explicit RK step from (t0, y0) to t1.
+def rk_stages(tab: Tableau, f, t0, t1, y0, f0):
+    """One explicit RK step from (t0, y0) to t1, also returning where f was called.
 
     Args:
         tab: the tableau.
@@ -60,18 +62,28 @@ def rk_step(tab: Tableau, f, t0, t1, y0, f0):
         f0: ``f(t0, y0)`` (reused: the first stage, and FSAL's carried value).
 
     Returns:
-        ``(y1, error, f1)`` with ``f1 = f(t1, y1)`` (free for FSAL tableaux).
+        ``(y1, error, f1, stage_times, stage_inputs)`` with ``f1 = f(t1, y1)``
+        (free for FSAL tableaux) and the time and state of every stage,
+        ``(s,)`` and ``(s, *y0.shape)``; stage 0 is ``(t0, y0)``.
     """
     h = t1 - t0
-    ks = [f0]
+    ks, times, inputs = [f0], [t0], [y0]
     for ci, row in zip(tab.c, tab.a):
-        ks.append(f(t0 + ci * h, _combine(y0, h, row, ks)))
-    y1 = _combine(y0, h, tab.b, ks)
+        times.append(t0 + ci * h)
+        inputs.append(combine(y0, h, row, ks))
+        ks.append(f(times[-1], inputs[-1]))
+    y1 = combine(y0, h, tab.b, ks)
     if tab.b_error is None:
         err = y1 * 0.0
     else:
-        err = _combine(y0 * 0.0, h, tab.b_error, ks)
+        err = combine(y0 * 0.0, h, tab.b_error, ks)
     f1 = ks[-1] if tab.fsal else f(t1, y1)
+    return y1, err, f1, jnp.stack(times), jnp.stack(inputs)
+
+
+def rk_step(tab: Tableau, f, t0, t1, y0, f0):
+    """One explicit RK step; ``(y1, error, f1)`` of :func:`rk_stages`."""
+    y1, err, f1, _, _ = rk_stages(tab, f, t0, t1, y0, f0)
     return y1, err, f1
 
 
