@@ -139,17 +139,19 @@ class RunConfig:
     model: str
     dim: int | None = None
     num_samples: int | None = None
-    width: int = 16
-    depth: int = 1
-    activation: str = "tanh"
-    augment_dim: int | None = None
-    time_dependent: bool = False
-    loss: str | None = None
-    solver: str = "dopri5"
-    rtol: float = 1e-7
-    atol: float = 1e-9
-    max_steps: int = 4096
-    flow_time: float = 1.0
+    # the model's settings, flat so that the saved configuration is one flat
+    # JSON object; defaults come from ModelSpec
+    width: int = ModelSpec.width
+    depth: int = ModelSpec.depth
+    activation: str = ModelSpec.activation
+    augment_dim: int | None = ModelSpec.augment_dim
+    time_dependent: bool = ModelSpec.time_dependent
+    loss: str | None = ModelSpec.loss
+    solver: str = ModelSpec.solver
+    rtol: float = ModelSpec.rtol
+    atol: float = ModelSpec.atol
+    max_steps: int = ModelSpec.max_steps
+    flow_time: float = ModelSpec.flow_time
     optimizer: str = "gd"
     batch_size: int | None = None
     lr: float = 0.01
@@ -166,11 +168,8 @@ class RunConfig:
 
     # ---- derived ------------------------------------------------------------------
     def model_spec(self) -> ModelSpec:
-        return ModelSpec(kind=self.model, width=self.width, depth=self.depth,
-                         activation=self.activation, augment_dim=self.augment_dim,
-                         time_dependent=self.time_dependent, loss=self.loss, solver=self.solver,
-                         rtol=self.rtol, atol=self.atol, max_steps=self.max_steps,
-                         flow_time=self.flow_time)
+        settings = {f.name: getattr(self, f.name) for f in fields(ModelSpec) if f.name != "kind"}
+        return ModelSpec(kind=self.model, **settings)
 
     def make_task(self) -> Task:
         return make_task(self.task, seed=self.seed, dim=self.dim, num_samples=self.num_samples)
