@@ -65,11 +65,11 @@ def test_every_solver_solves_a_linear_ode(solver, dt, tol):
 
 def test_stats_and_rejections_reported():
     model = pj.NeuralODE(pj.MLP([2, 8, 2], "tanh"), rtol=1e-9, atol=1e-11)
-    theta = model.init(0) * 4
+    theta = model.init(1) * 4
     sol = model.solve(theta, np.linspace(0, 3, 4), [1.0, 0.0])
     s = sol.stats
-    assert s.num_steps == s.num_accepted_steps + s.num_rejected_steps
-    assert s.nfe == s.num_steps * 6 + 1 + 2
+    assert s.num_rejected_steps > 0 and s.num_steps == s.num_accepted_steps + s.num_rejected_steps
+    # nfe against counted calls: tests/test_engine_adaptive.py
     diag = grid_diagnostics(model, theta, sol.grid, model.augment(jnp.asarray([[1.0, 0.0]])))
     assert diag["h"].shape == (s.num_accepted_steps,) and np.all(diag["h"] > 0)
     # local error estimates are below the requested tolerance scale

@@ -9,18 +9,18 @@ stays bounded and one compilation serves every piece.
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 
+from pyodejl._jit import jit
 
-@partial(jax.jit, static_argnums=0)
+
+@jit(static_argnums=0)
 def value_and_grad(fn, theta, args):
     return jax.value_and_grad(fn)(theta, *args)
 
 
-@partial(jax.jit, static_argnums=0)
+@jit(static_argnums=0)
 def hvp_forward_over_reverse(fn, theta, V, args):
     """H @ V by forward mode over the reverse-mode gradient. V: ``(p, b)``."""
     grad = lambda th: jax.grad(fn)(th, *args)
@@ -28,7 +28,7 @@ def hvp_forward_over_reverse(fn, theta, V, args):
     return jax.vmap(one, in_axes=1, out_axes=1)(V)
 
 
-@partial(jax.jit, static_argnums=0)
+@jit(static_argnums=0)
 def hvp_reverse_over_reverse(fn, theta, V, args):
     """H @ V by reverse mode over the reverse-mode gradient (H symmetric). V: ``(p, b)``."""
     grad = lambda th: jax.grad(fn)(th, *args)
@@ -36,7 +36,7 @@ def hvp_reverse_over_reverse(fn, theta, V, args):
     return jax.vmap(lambda v: pullback(v)[0], in_axes=1, out_axes=1)(V)
 
 
-@partial(jax.jit, static_argnums=(0, 4))
+@jit(static_argnums=(0, 4))
 def elementwise_second_derivatives(fn, theta, pairs, args, chunk):
     """∂²L/∂θ_i∂θ_j for each row (i, j) of ``pairs``, one scalar derivative each.
 
@@ -52,7 +52,7 @@ def elementwise_second_derivatives(fn, theta, pairs, args, chunk):
     return jax.lax.map(entry, pairs, batch_size=chunk)
 
 
-@partial(jax.jit, static_argnums=0)
+@jit(static_argnums=0)
 def batched_values(fn, thetas, args):
     """``fn`` at each row of ``thetas`` (used by finite differences)."""
     return jax.vmap(lambda th: fn(th, *args))(thetas)

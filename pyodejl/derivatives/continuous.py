@@ -26,12 +26,11 @@ memory is independent of the number of steps.
 
 from __future__ import annotations
 
-from functools import partial
-
 import diffrax
 import jax
 import jax.numpy as jnp
 
+from pyodejl._jit import jit
 from pyodejl.solving.integrate import make_controller
 from pyodejl.solving.solvers import solver_spec
 
@@ -125,13 +124,13 @@ def _backsolve(problem, theta, ts, y0, data):
     return _nan_unless(ok_f & ok_b, _pad_vf(problem, g_vf, g_direct))
 
 
-@partial(jax.jit, static_argnums=0)
+@jit(static_argnums=0)
 def gradient_backsolve(problem, theta, ts, y0, data):
     """∇L by the continuous adjoint integrated backward (Chen et al. 2018). ``(p,)``."""
     return _backsolve(problem, theta, ts, y0, data)
 
 
-@partial(jax.jit, static_argnums=0)
+@jit(static_argnums=0)
 def gradient_interpolating(problem, theta, ts, y0, data):
     """∇L by the continuous adjoint, y(t) read from the forward dense interpolant. ``(p,)``."""
     model = problem.model
@@ -155,7 +154,7 @@ def gradient_interpolating(problem, theta, ts, y0, data):
     return _nan_unless(ok_f & ok_b, _pad_vf(problem, g_vf, g_direct))
 
 
-@partial(jax.jit, static_argnums=0)
+@jit(static_argnums=0)
 def gradient_forward_sensitivity(problem, theta, ts, y0, data):
     """∇L from the forward-sensitivity equations S' = f_y S + f_θ, S = ∂y/∂θ. ``(p,)``.
 
@@ -182,7 +181,7 @@ def gradient_forward_sensitivity(problem, theta, ts, y0, data):
     return _nan_unless(ok, _pad_vf(problem, g_vf, g_direct))
 
 
-@partial(jax.jit, static_argnums=0)
+@jit(static_argnums=0)
 def hvp_adjoint_direct(problem, args, theta, V):
     """H V by forward mode through the backsolve-adjoint gradient. V: ``(p, b)``."""
     ts, y0, data = args
@@ -225,7 +224,7 @@ def _second_order_adjoint(problem, theta, v, ts, y0, data):
     return _nan_unless(ok_f & ok_b, _pad_vf(problem, hv_vf, dg_direct))
 
 
-@partial(jax.jit, static_argnums=0)
+@jit(static_argnums=0)
 def hvp_second_order_adjoint(problem, args, theta, V):
     """H V by the continuous second-order adjoint, one product per column. V: ``(p, b)``."""
     ts, y0, data = args

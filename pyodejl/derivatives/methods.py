@@ -40,9 +40,9 @@ Every name is also a class (``DirectDirect()``, ``FiniteDifference(h=1e-4)``,
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
+from pyodejl._jit import to_device
 from pyodejl.derivatives.autodiff import (
     elementwise_second_derivatives,
     hvp_forward_over_reverse,
@@ -76,13 +76,13 @@ class _HessianMethod:
     def hvp(self, objective, theta, V, chunk):
         p, k = V.shape
         out, start = np.empty((p, k)), 0
-        theta_j = jnp.asarray(theta)
+        theta_j = to_device(theta)
         for width in block_widths(k, chunk, p):
             block = V[:, start : start + width]
             n = block.shape[1]
             if n < width:
                 block = np.concatenate([block, np.zeros((p, width - n))], axis=1)
-            out[:, start : start + n] = np.asarray(self._apply(objective, theta_j, jnp.asarray(block)))[:, :n]
+            out[:, start : start + n] = np.asarray(self._apply(objective, theta_j, to_device(block)))[:, :n]
             start += n
         return out, {"method": self.name, "chunk_size": chunk}
 
@@ -190,7 +190,7 @@ class Structured(_HessianMethod):
                 "solver and no parameters outside the vector field; use 'direct-direct'"
             )
         fn, args = objective.direct_function(theta)
-        H = structured.structured_hessian(objective.problem, jnp.asarray(theta), *args)
+        H = structured.structured_hessian(objective.problem, to_device(theta), *args)
         return np.asarray(H), {"method": self.name}
 
 

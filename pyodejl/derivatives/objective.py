@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import jax.numpy as jnp
 import numpy as np
 
+from pyodejl._jit import to_device
 from pyodejl.derivatives.autodiff import value_and_grad
 from pyodejl.derivatives.methods import resolve_gradient_method, resolve_hessian_method
 from pyodejl.derivatives.operator import HessianOperator
@@ -70,7 +70,7 @@ class Objective:
         fn, args = self.value_function()
         from pyodejl.derivatives.autodiff import batched_values
 
-        val = float(np.asarray(batched_values(fn, jnp.asarray(theta)[None], args))[0])
+        val = float(np.asarray(batched_values(fn, to_device(np.asarray(theta)[None]), args))[0])
         if not np.isfinite(val):
             self._explain_failure(theta)
             from pyodejl.solving import SolveError
@@ -87,7 +87,7 @@ class Objective:
         method = resolve_gradient_method(method, self.default_gradient_method)
         if method == "discrete":
             fn, args = self.direct_function(theta)
-            _, g = value_and_grad(fn, jnp.asarray(theta), args)
+            _, g = value_and_grad(fn, to_device(theta), args)
             return self.raise_if_failed(g)
         return self.raise_if_failed(self._continuous_gradient(method, theta))
 
@@ -183,7 +183,7 @@ class FunctionObjective(Objective):
     def __init__(self, fn: Callable, num_params: int, args: tuple[Any, ...] = ()):
         self.num_params = int(num_params)
         self._fn = fn
-        self._args = tuple(jnp.asarray(a) for a in args)
+        self._args = tuple(to_device(a) for a in args)
 
     def value_function(self):
         return self._fn, self._args

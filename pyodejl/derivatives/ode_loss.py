@@ -5,20 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pyodejl._jit import to_device
 from pyodejl.derivatives.objective import Objective
 from pyodejl.derivatives.validation import check_finite, check_initial_state, check_times
 from pyodejl.models.neural_ode import NeuralODE
 from pyodejl.solving.integrate import (
     SolveStats,
-    _term,
     adaptive_solve,
+    adaptive_states,
     grid_states_jax,
-    make_controller,
 )
 from pyodejl.solving.solvers import solver_spec
 
@@ -58,24 +57,9 @@ class _AdaptiveLoss:
     def __call__(self, theta, ts, y0, data):
         model = self.problem.model
         vf, _ = self.problem.split(theta)
-        spec = solver_spec(model.solver)
-        if spec.adaptive:
-            sol = diffrax.diffeqsolve(
-                _term(model),
-                spec.make(model.rtol, model.atol),
-                ts[0],
-                ts[-1],
-                model.dt,
-                y0,
-                args=vf,
-                saveat=diffrax.SaveAt(ts=ts),
-                stepsize_controller=make_controller(model, ts),
-                max_steps=model.max_steps,
-                throw=False,
-                adjoint=diffrax.ForwardMode(),
-            )
-            ok = sol.result == diffrax.RESULTS.successful
-            loss = self.problem.cost_of_states(theta, sol.ys, data)
+        if solver_spec(model.solver).adaptive:
+            _, ys, _, ok = adaptive_states(model, vf, ts, y0)
+            loss = self.problem.cost_of_states(theta, ys, data)
             return jnp.where(ok & jnp.isfinite(loss), loss, jnp.nan)
         raise NotImplementedError  # fixed-step losses use _GridLoss directly
 
@@ -124,13 +108,13 @@ class ObservationLoss(Objective):
         if data is not None:
             for leaf in jax.tree_util.tree_leaves(data):
                 check_finite(np.asarray(leaf), "data")
-        self.data = jax.tree_util.tree_map(jnp.asarray, data)
+        self.data = jax.tree_util.tree_map(to_device, data)
         if int(num_extra_params) != num_extra_params or num_extra_params < 0:
             raise ValueError(f"num_extra_params must be a non-negative integer, got {num_extra_params!r}")
         self.num_params = model.num_params + int(num_extra_params)
         self.problem = ODEProblem(model, cost)
-        self._y0_aug = model.augment(jnp.asarray(self.y0))
-        self._ts = jnp.asarray(self.ts)
+        self._y0_aug = model.augment(to_device(self.y0))
+        self._ts = to_device(self.ts)
         self._cache_key = None
         self._cache = None
 
@@ -162,7 +146,7 @@ class ObservationLoss(Objective):
     def direct_function(self, theta):
         sol = self.solve(theta)
         g = sol.grid
-        args = (jnp.asarray(g.times), jnp.asarray(g.obs_index), self._y0_aug, self.data)
+        args = (to_device(g.times), to_device(g.obs_index), self._y0_aug, self.data)
         return _GridLoss(self.problem), args
 
     def continuous_problem(self):
@@ -185,7 +169,7 @@ class ObservationLoss(Objective):
             "forward": continuous.gradient_forward_sensitivity,
         }[method]
         problem, args = self.continuous_problem()
-        return fn(problem, jnp.asarray(theta), *args)
+        return fn(problem, to_device(theta), *args)
 
     # ---- extras ------------------------------------------------------------
     def predict(self, theta) -> np.ndarray:

@@ -21,12 +21,11 @@ so every sum over evaluations becomes a dense matrix product. The result equals
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pyodejl._jit import jit
 from pyodejl.models.mlp import activation_fn
 from pyodejl.solving.explicit_rk import combine, rk_stages, tableau_of
 
@@ -131,7 +130,7 @@ def _sensitivities(tab, times, fy, fth):
     return jnp.concatenate([S0[None], Sys]), Ss
 
 
-@partial(jax.jit, static_argnums=0)
+@jit(static_argnums=0)
 def structured_hessian(problem, theta, times, obs_index, y0, data):
     """The exact Hessian of the frozen-grid loss, ``(p, p)`` (see module docstring)."""
     model = problem.model

@@ -8,6 +8,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from pyodejl._jit import to_device
 from pyodejl.models.mlp import MLP
 from pyodejl.solving.solvers import solver_spec
 
@@ -138,7 +139,7 @@ class NeuralODE(eqx.Module):
         y0 = np.asarray(y0, dtype=np.float64)
         single = y0.ndim == 1
         y0b = check_initial_state(y0, self.data_dim)
-        sol = adaptive_solve(self, theta, ts, self.augment(jnp.asarray(y0b)))
+        sol = adaptive_solve(self, theta, ts, self.augment(to_device(y0b)))
         if single:
             sol.ys = sol.ys[0]
         return sol

@@ -1,10 +1,12 @@
-"""Forward solves: adaptive (Diffrax) and on a frozen step grid (``lax.scan``).
+"""Forward solves: adaptive and on a frozen step grid (``lax.scan``).
 
 Two ways to integrate the same ODE:
 
-* :func:`adaptive_solve` runs Diffrax's adaptive solver with steps clipped to
-  land on every observation time, and reports the accepted step grid and the
-  solve statistics. It is what loss *values* use.
+* :func:`adaptive_solve` runs the adaptive solver (our compact loop for
+  explicit pairs, :mod:`pyodejl.solving.adaptive_rk`; Diffrax for the implicit
+  ``kvaerno5``) with steps clipped to land on every observation time, and
+  reports the accepted step grid and the solve statistics. It is what loss
+  *values* use.
 * :func:`grid_states` replays exactly the same solver steps on a given grid in
   a ``lax.scan`` (no step-size control, no while loop). Its derivatives are the
   derivatives of the numerical solution map with the step sizes held fixed —
@@ -28,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pyodejl._jit import jit, to_device
+from pyodejl.solving.adaptive_rk import adaptive_rk, initial_step
 from pyodejl.solving.explicit_rk import rk_step, tableau_of
 from pyodejl.solving.solvers import solver_spec
 
@@ -56,9 +60,10 @@ class StepGrid:
 class SolveStats:
     """Statistics of one forward solve.
 
-    ``nfe`` counts vector-field evaluations: one initial evaluation for FSAL
-    methods plus (stages, minus one if FSAL) per attempted step, plus the two
-    evaluations Diffrax's initial step-size selection makes for adaptive solvers.
+    ``nfe`` counts vector-field evaluations: for adaptive (FSAL) methods one
+    evaluation at the start, stages − 1 per attempted step and one probe of the
+    automatic initial step size (none when ``dt`` is given); for fixed-step
+    methods stages per step.
     For the implicit ``kvaerno5`` it counts stages only: the evaluations inside
     each stage's Newton iterations are not included.
     """
@@ -145,18 +150,40 @@ def make_controller(model, ts):
     )
 
 
-@partial(jax.jit, static_argnums=0)
-def _adaptive(model, theta, ts, y0):
-    # Steps are clipped to land on every observation time, so saving the state
-    # after every step gives the observations too (and compiles faster than
-    # saving at ts as well).
+def adaptive_states(model, theta, ts, y0):
+    """One adaptive solve, pure and traceable (jit- and vmap-compatible).
+
+    Explicit solvers run :func:`pyodejl.solving.adaptive_rk.adaptive_rk`;
+    the implicit ``kvaerno5`` runs ``diffrax.diffeqsolve`` with the same
+    controller (Diffrax's ``PIDController`` clipped to ``ts``) and the same
+    initial step. Either way every step ends on each observation time.
+
+    Args:
+        model: a :class:`pyodejl.NeuralODE` with an adaptive solver.
+        theta: ``(p_vf,)`` vector-field parameters.
+        ts: ``(T,)`` strictly increasing observation times.
+        y0: ``(B, D)`` initial states.
+
+    Returns:
+        ``(times, ys, stats, ok)``: accepted step end points ``(max_steps + 1,)``
+        (``ts[0]`` first, inf after the last), states at ``ts`` ``(T, B, D)``,
+        (attempted, accepted, rejected) step counts, and whether ``ts[-1]``
+        was reached.
+    """
     spec = solver_spec(model.solver)
+    f = lambda t, y: model.rhs(t, y, theta)
+    if not spec.implicit:
+        tab = tableau_of(model.solver)
+        return adaptive_rk(tab, spec.order, model.rtol, model.atol, model.max_steps, f, ts, y0, dt0=model.dt)
+    dt0 = model.dt
+    if dt0 is None:
+        dt0 = initial_step(f, ts[0], y0, f(ts[0], y0), spec.order, model.rtol, model.atol)
     sol = diffrax.diffeqsolve(
         _term(model),
         spec.make(model.rtol, model.atol),
         ts[0],
         ts[-1],
-        model.dt,
+        dt0,
         y0,
         args=theta,
         saveat=diffrax.SaveAt(steps=True),
@@ -165,8 +192,16 @@ def _adaptive(model, theta, ts, y0):
         throw=False,
         adjoint=diffrax.ForwardMode(),
     )
+    times = jnp.concatenate([ts[:1], sol.ts])
+    nodes = jnp.concatenate([y0[None], sol.ys])
+    # the clipped controller lands on each observation time up to an ulp or two
+    right = jnp.clip(jnp.searchsorted(times, ts), 1, model.max_steps)
+    obs = jnp.where(jnp.abs(times[right] - ts) <= jnp.abs(times[right - 1] - ts), right, right - 1).at[0].set(0)
     stats = (sol.stats["num_steps"], sol.stats["num_accepted_steps"], sol.stats["num_rejected_steps"])
-    return sol.ys, sol.ts, stats, sol.result == diffrax.RESULTS.successful
+    return times, nodes[obs], stats, sol.result == diffrax.RESULTS.successful
+
+
+_adaptive = jit(adaptive_states, static_argnums=0)
 
 
 def raise_for_failure(model, ok, ys, t_end=None):
@@ -203,23 +238,22 @@ def adaptive_solve(model, theta, ts, y0) -> Solution:
     if not spec.adaptive:
         times = fixed_grid(ts, model.dt)
         grid = _pad_grid(times, ts)
-        ys = np.asarray(grid_states(model, jnp.asarray(theta), grid, jnp.asarray(y0)))
+        ys = np.asarray(grid_states(model, to_device(theta), grid, to_device(y0)))
         raise_for_failure(model, True, ys)
         n = grid.num_steps
         stats = SolveStats(n, n, 0, n * spec.evaluations_per_step())
         return Solution(ts, np.moveaxis(ys, 0, 1), stats, grid)
-    step_ys, step_ts, (n_steps, n_acc, n_rej), ok = _adaptive(
-        model, jnp.asarray(theta), jnp.asarray(ts), jnp.asarray(y0)
-    )
-    step_ts = np.asarray(step_ts)
-    n = int(np.sum(np.isfinite(step_ts)))
-    nodes = np.concatenate([np.asarray(y0)[None], np.asarray(step_ys)[:n]])
-    raise_for_failure(model, ok, nodes, ts[-1])
-    grid = _pad_grid(np.concatenate([ts[:1], step_ts[:n]]), ts)
+    times, ys, (n_steps, n_acc, n_rej), ok = _adaptive(model, to_device(theta), to_device(ts), to_device(y0))
+    ys = np.asarray(ys)
+    raise_for_failure(model, ok, ys, ts[-1])
+    times = np.asarray(times)
+    grid = _pad_grid(times[np.isfinite(times)], ts)
     n_steps = int(n_steps)
-    nfe = n_steps * spec.evaluations_per_step() + (1 if spec.fsal else 0) + 2
+    # FSAL: one evaluation at (t0, y0), then stages - 1 per attempted step;
+    # the automatic initial step adds one probe evaluation
+    nfe = n_steps * spec.evaluations_per_step() + 1 + (1 if model.dt is None else 0)
     stats = SolveStats(n_steps, int(n_acc), int(n_rej), nfe)
-    return Solution(ts, np.moveaxis(nodes[grid.obs_index], 0, 1), stats, grid)
+    return Solution(ts, np.moveaxis(ys, 0, 1), stats, grid)
 
 
 def _grid_scan(model, theta, times, y0):
@@ -273,13 +307,13 @@ def grid_states_jax(model, theta, times, obs_index, y0):
 
 def grid_states(model, theta, grid: StepGrid, y0):
     """:func:`grid_states_jax` for a :class:`StepGrid` (jit-compiled)."""
-    return _grid_states_jit(model, theta, jnp.asarray(grid.times), jnp.asarray(grid.obs_index), y0)
+    return _grid_states_jit(model, theta, to_device(grid.times), to_device(grid.obs_index), y0)
 
 
-_grid_states_jit = jax.jit(grid_states_jax, static_argnums=0)
+_grid_states_jit = jit(grid_states_jax, static_argnums=0)
 
 
-@partial(jax.jit, static_argnums=0)
+@jit(static_argnums=0)
 def _diagnostics(model, theta, times, y0):
     ys, errs = _grid_scan(model, theta, times, y0)
     return ys, errs
@@ -292,7 +326,7 @@ def grid_diagnostics(model, theta, grid: StepGrid, y0):
     (``(N + 1, B, D)``) and ``error`` — the solver's embedded local error
     estimate of each step, ``(N, B, D)`` (zeros for methods without one).
     """
-    ys, errs = _diagnostics(model, jnp.asarray(theta), jnp.asarray(grid.times), jnp.asarray(y0))
+    ys, errs = _diagnostics(model, to_device(theta), to_device(grid.times), to_device(y0))
     n = grid.num_steps
     t = grid.times
     return dict(
