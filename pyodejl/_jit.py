@@ -1,10 +1,14 @@
-"""``jax.jit`` with the XLA options pyodejl compiles its kernels under.
+"""``jax.jit`` for pyodejl's kernels, optionally under faster-compiling XLA options.
 
 A fresh process spends most of a first Hessian compiling, and on CPU most of
-that is LLVM code generation for the many small fusions of an unrolled
-Runge–Kutta step. XLA's classic loop emitters generate those fusions in about
-two thirds of the time of its newer MLIR fusion emitters, and the code runs as
-fast for these programs (``benchmarks/compile_options.py`` measures both).
+that is LLVM code generation for the many small fusions of unrolled
+Runge–Kutta steps. XLA's classic loop emitters generate those fusions faster
+than its newer MLIR fusion emitters, and LLVM's -O1 pipeline faster than its
+default. Kernels whose time goes to matrix products (library calls either
+way) run as fast, so they opt in (``fast_compile=True``); kernels dominated by
+elementwise work on large batches (the forward solve, forward-over-reverse
+products) run up to 2× slower under these options and keep XLA's defaults.
+``benchmarks/compile_options.py`` measures both.
 
 If the installed XLA does not know an option, the first call falls back to
 plain ``jax.jit`` for the rest of the process.
@@ -17,41 +21,46 @@ import functools
 import jax
 import numpy as np
 
-#: Options passed to XLA for every pyodejl kernel.
-COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+#: XLA options of ``fast_compile`` kernels (read when a kernel is first called).
+COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
 
 _options_supported = True
 
 
 class _Jitted:
-    def __init__(self, fun, static_argnums):
-        self._with_options = jax.jit(fun, static_argnums=static_argnums, compiler_options=COMPILER_OPTIONS)
-        self._plain = jax.jit(fun, static_argnums=static_argnums)
+    def __init__(self, fun, static_argnums, fast_compile):
+        self._fun, self._static, self._fast = fun, static_argnums, fast_compile
+        self._with_options = self._plain = None
         functools.update_wrapper(self, fun)
 
     def _current(self):
-        return self._with_options if _options_supported else self._plain
+        if self._fast and _options_supported:
+            if self._with_options is None:
+                self._with_options = jax.jit(self._fun, static_argnums=self._static, compiler_options=COMPILER_OPTIONS)
+            return self._with_options
+        if self._plain is None:
+            self._plain = jax.jit(self._fun, static_argnums=self._static)
+        return self._plain
 
     def __call__(self, *args, **kwargs):
         global _options_supported
-        if _options_supported:
-            try:
-                return self._with_options(*args, **kwargs)
-            except jax.errors.JaxRuntimeError as e:
-                if "compile option" not in str(e):
-                    raise
-                _options_supported = False
-        return self._plain(*args, **kwargs)
+        try:
+            return self._current()(*args, **kwargs)
+        except jax.errors.JaxRuntimeError as e:
+            if not (self._fast and _options_supported and "compile option" in str(e)):
+                raise
+            _options_supported = False
+            return self._current()(*args, **kwargs)
 
     def lower(self, *args, **kwargs):
         return self._current().lower(*args, **kwargs)
 
 
-def jit(fun=None, *, static_argnums=None):
-    """``jax.jit(fun, static_argnums=...)`` compiled with :data:`COMPILER_OPTIONS`."""
+def jit(fun=None, *, static_argnums=None, fast_compile: bool = False):
+    """``jax.jit(fun, static_argnums=...)``; with ``fast_compile`` under :data:`COMPILER_OPTIONS`."""
     if fun is None:
-        return functools.partial(jit, static_argnums=static_argnums)
-    return _Jitted(fun, static_argnums)
+        return functools.partial(jit, static_argnums=static_argnums, fast_compile=fast_compile)
+    return _Jitted(fun, static_argnums, fast_compile)
 
 
 def to_device(x):

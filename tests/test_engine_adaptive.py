@@ -117,3 +117,14 @@ def test_step_limit_and_given_initial_step():
     assert not bool(ok) and int(n) == 5 and np.isinf(np.asarray(times)[int(n_acc) + 1 :]).all()
     times, *_ = adaptive_rk(tab, q, 1e-9, 1e-11, 4096, f, jnp.asarray(TS), jnp.asarray(Y0), dt0=1e-3)
     assert float(times[1]) == pytest.approx(1e-3, rel=1e-15)
+
+
+def test_unknown_compiler_option_falls_back_to_plain_jit(monkeypatch):
+    """An XLA without one of our compile options still runs fast_compile kernels."""
+    import pyodejl._jit as pjit
+
+    monkeypatch.setattr(pjit, "COMPILER_OPTIONS", {"xla_no_such_option_in_any_version": True})
+    monkeypatch.setattr(pjit, "_options_supported", True)
+    double = pjit.jit(lambda x: 2.0 * x, fast_compile=True)
+    assert float(double(jnp.asarray(3.0))) == 6.0
+    assert pjit._options_supported is False

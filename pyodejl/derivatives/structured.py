@@ -130,7 +130,7 @@ def _sensitivities(tab, times, fy, fth):
     return jnp.concatenate([S0[None], Sys]), Ss
 
 
-@jit(static_argnums=0)
+@jit(static_argnums=0, fast_compile=True)
 def structured_hessian(problem, theta, times, obs_index, y0, data):
     """The exact Hessian of the frozen-grid loss, ``(p, p)`` (see module docstring)."""
     model = problem.model
