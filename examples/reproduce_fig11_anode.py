@@ -11,7 +11,7 @@ full-batch Adam (lr 0.01) for 300 steps, exact Hessians (direct-direct, the seed
 every 20 steps, seeds 0 (and more with --seeds).
 
 Writes runs to results/repro_fig11/ and figures docs/figures/repro_fig11_*.png; prints
-the claim table. Runtime: about 12 minutes per seed on a busy 2-core machine (the full
+the claim table. Runtime: about 4.5 minutes per seed on an idle 2-core machine (the full
 Hessians of two 350-400-parameter models, 16 times each, dominate); rerunning resumes.
 
 Usage: python examples/reproduce_fig11_anode.py [--seeds 0 1 2] [--width 16] [--depth 2]

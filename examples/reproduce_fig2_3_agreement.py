@@ -14,7 +14,7 @@ which the seed could not implement) and fd (seed's FD, Eq. 10, step chosen autom
 Measures: Σ|H − H_AA| / Σ|H_AA| (the seed's relative difference between matrix elements)
 and the mean relative difference of the sorted eigenvalues.
 
-Writes docs/figures/repro_fig2_3.png. Runtime: about 3 minutes on 2 cores.
+Writes docs/figures/repro_fig2_3.png. Runtime: about 30 s on 2 cores.
 """
 
 from __future__ import annotations

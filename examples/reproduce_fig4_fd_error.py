@@ -8,7 +8,7 @@ Setup (ours): the 27-parameter Neural ODE of reproduce_fig2_3_agreement.py (GD r
 steps 50 and 400; FD Hessian (seed 000 Eq. 10) for h = 1e-9 ... 1e-1 against the
 direct-direct Hessian. Dashed lines: Σ|H_AA|.
 
-Writes docs/figures/repro_fig4.png. Runtime: about 2 minutes on 2 cores (after the runs
+Writes docs/figures/repro_fig4.png. Runtime: about 10 s on 2 cores (after the runs
 of reproduce_fig2_3_agreement.py, which it reuses or creates).
 """
 

@@ -10,7 +10,7 @@ and size, timed after a warm-up call (compilation excluded): direct-direct (seed
 adjoint-adjoint, elementwise (EA) and fd (FD) — the last two only for small p, being
 O(p^2) derivative or loss evaluations.
 
-Writes docs/figures/repro_fig6.png. Runtime: about 4 minutes on 2 cores.
+Writes docs/figures/repro_fig6.png. Runtime: about 2 minutes on 2 cores.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Measures per run: roughness of eig_max (total variation / mean |eig_max|, whole 
 the number of tracked steps with eig_max < 0, and the final loss.
 
 Writes runs to results/repro_fig7_9/ and docs/figures/repro_fig7_node_lr<lr>.png,
-repro_fig9_mlp_lr<lr>.png (lr 0.05 and 0.3). Runtime: about 4 minutes on 2 cores.
+repro_fig9_mlp_lr<lr>.png (lr 0.05 and 0.3). Runtime: about 1 minute on 2 cores.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Error measure (the seed's): the fractional difference between the sums of all
 matrix elements, |ΣH − ΣH_analytic| / |ΣH_analytic|; we also print the largest
 elementwise error relative to max|H_analytic|, which is more demanding.
 
-Writes docs/figures/repro_table2.png. Runtime: about 20 s on 2 cores.
+Writes docs/figures/repro_table2.png. Runtime: about 5 s on 2 cores.
 """
 
 from __future__ import annotations
