@@ -248,8 +248,8 @@ def loss_surface(obj, theta, directions=None, radius=1.0, num=21, method=None, c
         ``(alphas (num,), betas (num,), Z (num, num), directions (p, 2))`` with
         ``Z[i, j] = L(θ + alphas[j] d1 + betas[i] d2)``; NaN where a solve failed.
     """
-    import jax.numpy as jnp
 
+    from pyodejl._jit import to_device
     from pyodejl.derivatives.autodiff import batched_values
 
     theta = np.asarray(theta, dtype=np.float64)
@@ -278,7 +278,7 @@ def loss_surface(obj, theta, directions=None, radius=1.0, num=21, method=None, c
         pad = chunk - len(block)
         if pad:
             block = np.concatenate([block, np.repeat(block[-1:], pad, axis=0)])
-        out = np.asarray(batched_values(fn, jnp.asarray(block), args))
+        out = np.asarray(batched_values(fn, to_device(block), args))
         vals[s : s + chunk] = out[: chunk - pad]
     return alphas, betas, vals.reshape(num, num), D
 

@@ -1,6 +1,7 @@
 """Explicit Runge–Kutta steps written out stage by stage from a Butcher tableau.
 
-Used to replay a solve on a frozen step grid. The stages are unrolled in
+Used to step the adaptive loop (:mod:`pyodejl.solving.adaptive_rk`) and to
+replay a solve on a frozen step grid. The stages are unrolled in
 Python (their number is static), so the step is a straight-line computation
 that JAX differentiates to any order in forward or reverse mode and XLA fuses
 well — unlike a stage loop. The arithmetic is the tableau's, so the result

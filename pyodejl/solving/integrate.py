@@ -109,13 +109,21 @@ def _bucket(n: int) -> int:
     return size
 
 
+def nearest_nodes(times, ts, xp=np):
+    """Index of the node of ``times`` nearest each observation time (``xp``: numpy or jax.numpy).
+
+    Diffrax's clipping controller lands on each observation time up to an ulp
+    or two; ``times`` may end in inf padding.
+    """
+    right = xp.clip(xp.searchsorted(times, ts), 1, len(times) - 1)
+    obs = xp.where(xp.abs(times[right] - ts) <= xp.abs(times[right - 1] - ts), right, right - 1)
+    return xp.concatenate([xp.zeros(1, dtype=obs.dtype), obs[1:]])
+
+
 def _pad_grid(times: np.ndarray, ts: np.ndarray) -> StepGrid:
     n = len(times) - 1
-    # The clipping controller lands on each observation time up to an ulp or
-    # two; take the nearest node and snap it to the exact time.
-    right = np.clip(np.searchsorted(times, ts), 1, n)
-    obs = np.where(np.abs(times[right] - ts) <= np.abs(times[right - 1] - ts), right, right - 1)
-    obs[0] = 0
+    # take the node nearest each observation time and snap it to the exact time
+    obs = nearest_nodes(times, ts)
     bad = np.abs(times[obs] - ts) > 1e-12 * max(1.0, float(np.max(np.abs(ts))))
     if np.any(bad):  # pragma: no cover - guards the clipping controller
         raise SolveError(f"step grid does not contain observation times {ts[bad]}")
@@ -194,9 +202,7 @@ def adaptive_states(model, theta, ts, y0):
     )
     times = jnp.concatenate([ts[:1], sol.ts])
     nodes = jnp.concatenate([y0[None], sol.ys])
-    # the clipped controller lands on each observation time up to an ulp or two
-    right = jnp.clip(jnp.searchsorted(times, ts), 1, model.max_steps)
-    obs = jnp.where(jnp.abs(times[right] - ts) <= jnp.abs(times[right - 1] - ts), right, right - 1).at[0].set(0)
+    obs = nearest_nodes(times, ts, jnp)
     stats = (sol.stats["num_steps"], sol.stats["num_accepted_steps"], sol.stats["num_rejected_steps"])
     return times, nodes[obs], stats, sol.result == diffrax.RESULTS.successful
 
