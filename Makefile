@@ -5,29 +5,38 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JOBS ?= 2
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench lint docs clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,lint,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pyodejl demo --out results
 
+# one BLAS thread per test worker: the workers already use every core
 test: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest -q -n $(JOBS) --dist loadscope --durations=15
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg $(PY) -m pytest -q -n $(JOBS) --dist loadscope --durations=15
 
 test-slow: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest -q -n $(JOBS) -m slow
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg $(PY) -m pytest -q -n $(JOBS) -m slow
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(PY) benchmarks/hessian_speed.py
 	$(PY) benchmarks/spectral_matvecs.py
 
+# ruff with the rule set stated in pyproject.toml ([tool.ruff.lint])
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pyodejl tests benchmarks examples
+
+# API reference from the docstrings (MkDocs + mkdocstrings); --strict turns warnings into errors
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) results .pytest_cache
+	rm -rf $(VENV) results .pytest_cache site

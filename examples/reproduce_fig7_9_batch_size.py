@@ -30,8 +30,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pyodejl.experiments import RunConfig, load_run, track  # noqa: E402
-from pyodejl.solving import SolveError  # noqa: E402
 from pyodejl.plotting.training import plot_metric_grid  # noqa: E402
+from pyodejl.solving import SolveError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGS = ROOT / "docs" / "figures"

@@ -3,40 +3,87 @@
 Exact gradients (discrete and continuous adjoints), Hessians and Hessian-vector
 products by several independent methods, and spectral summaries of the loss
 curvature of Neural ODEs. Float64 throughout (JAX's x64 mode is enabled on import).
+
+The package reads like the pipeline: ``models`` (vector fields, Neural ODEs) →
+``solving`` (solvers, controllers, step records) → ``regularizers`` (loss
+terms) → ``derivatives`` (objectives, gradient and Hessian methods) →
+``spectral`` → ``experiments`` → ``plotting``.
 """
 
-from pyodejl import _config  # noqa: F401  (enables float64 before anything else)
+from pyodejl import (
+    _config,  # noqa: F401  (enables float64 before anything else)
+    regularizers,
+)
 from pyodejl._config import enable_compilation_cache
 from pyodejl.derivatives import (
     GRADIENT_METHODS,
     HESSIAN_METHODS,
     AdjointAdjoint,
     AdjointDirect,
+    Auto,
+    Backsolve,
     DirectAdjoint,
     DirectDirect,
-    Auto,
+    Discrete,
     Elementwise,
-    Structured,
     FiniteDifference,
     FiniteDifferenceGradient,
+    ForwardSensitivity,
     FunctionObjective,
     HessianOperator,
-    ObservationLoss,
+    Interpolating,
+    MinibatchObjective,
     Objective,
+    ObservationLoss,
+    OutputCost,
+    OutputLoss,
+    Structured,
     TrajectoryLoss,
 )
-from pyodejl.models import MLP, NeuralODE
-from pyodejl.solving import SOLVERS, SolveError
+from pyodejl.derivatives.equilibrium import (
+    EQUILIBRIUM_GRADIENTS,
+    EquilibriumLoss,
+    JacobianRegularizer,
+    jacobian_spectral_radius,
+)
+from pyodejl.models import MLP, NeuralODE, ResNet, ResNetVectorField, VectorField
+from pyodejl.models.deq import DEQ, ContinuousDEQ, Dense, EquilibriumError, MLPCell, Skip, SkipReg
+from pyodejl.solving import CONTROLLERS, SOLVERS, ConstantStepSize, PIDController, SolveError, Solver
+from pyodejl.solving.fixed_point import FIXED_POINT_SOLVERS
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEQ",
+    "EQUILIBRIUM_GRADIENTS",
+    "FIXED_POINT_SOLVERS",
+    "ContinuousDEQ",
+    "Dense",
+    "EquilibriumError",
+    "EquilibriumLoss",
+    "JacobianRegularizer",
+    "MLPCell",
+    "Skip",
+    "SkipReg",
+    "jacobian_spectral_radius",
+    "CONTROLLERS",
     "GRADIENT_METHODS",
     "HESSIAN_METHODS",
     "MLP",
     "SOLVERS",
     "AdjointAdjoint",
     "AdjointDirect",
+    "Backsolve",
+    "ConstantStepSize",
+    "Discrete",
+    "ForwardSensitivity",
+    "Interpolating",
+    "PIDController",
+    "ResNet",
+    "ResNetVectorField",
+    "Solver",
+    "VectorField",
+    "regularizers",
     "DirectAdjoint",
     "DirectDirect",
     "Auto",
@@ -46,6 +93,9 @@ __all__ = [
     "FiniteDifferenceGradient",
     "FunctionObjective",
     "HessianOperator",
+    "OutputCost",
+    "OutputLoss",
+    "MinibatchObjective",
     "NeuralODE",
     "ObservationLoss",
     "Objective",
@@ -59,6 +109,6 @@ def __getattr__(name):
     # Submodules with heavier or optional imports load on first use.
     import importlib
 
-    if name in ("spectral", "plotting", "experiments"):
+    if name in ("spectral", "plotting", "experiments", "stiffness"):
         return importlib.import_module(f"pyodejl.{name}")
     raise AttributeError(f"module 'pyodejl' has no attribute {name!r}")

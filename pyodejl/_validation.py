@@ -56,12 +56,13 @@ def check_times(ts, name="ts"):
 
 
 def check_initial_state(y0, dim, name="y0"):
-    """``(d,)`` or ``(B, d)`` initial states, returned as ``(B, d)``."""
+    """``(d,)`` or ``(B, d)`` initial states, returned as ``(B, d)`` (``dim`` None: any d ≥ 1)."""
     arr = _as_float_array(y0, name)
     if arr.ndim == 1:
         arr = arr[None]
-    if arr.ndim != 2 or arr.shape[1] != dim or arr.shape[0] < 1:
-        raise ValueError(f"{name} must have shape ({dim},) or (B, {dim}), got {np.shape(y0)}")
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1 or (dim is not None and arr.shape[1] != dim):
+        d = "d" if dim is None else dim
+        raise ValueError(f"{name} must have shape ({d},) or (B, {d}), got {np.shape(y0)}")
     return check_finite(arr, name)
 
 

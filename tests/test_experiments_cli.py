@@ -1,18 +1,33 @@
 """Command line: clear errors for bad flags and impossible combinations; end-to-end runs per model kind."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from pyodejl.__main__ import main
+from pyodejl.derivatives.methods import FAST_METHODS, GRADIENT_METHODS, HESSIAN_METHODS
 from pyodejl.experiments import load_run, objective_from_run
+from pyodejl.experiments.cli import build_parser
+from pyodejl.solving import SOLVERS, SolveError
 
 BASE = ["track", "--no-progress"]
 
 
-def _error(capsys, argv):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 2
+def _error(capsys, argv, status=2):
+    """stderr of a failing command: argparse's own errors exit through SystemExit,
+    the others return the status after one line ``pyodejl <command>: error: ...``."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        err = capsys.readouterr().err
+        assert err.startswith(f"pyodejl {argv[0]}: error: ") and err.count("\n") == 1, err
+        assert code == status
+        return err
+    assert code == status
     return capsys.readouterr().err
 
 
@@ -52,6 +67,38 @@ def test_track_requires_out_task_model(capsys):
 
 def test_plot_errors(capsys, tmp_path):
     assert "not a run folder" in _error(capsys, ["plot", str(tmp_path)])
+    with pytest.raises(Exception, match="not a run folder"):  # --debug: the exception and its traceback
+        main(["plot", str(tmp_path), "--debug"])
+
+
+def test_method_and_solver_choices_come_from_the_engine_registries():
+    track = build_parser()._subparsers._group_actions[0].choices["track"]
+    choices = {a.dest: a.choices for a in track._actions if a.choices is not None}
+    assert choices["grad_method"] == list(GRADIENT_METHODS)
+    assert choices["hessian_method"] == sorted({**HESSIAN_METHODS, **FAST_METHODS})
+    assert set(choices["solver"]) == {k for k, v in SOLVERS.items() if v.adaptive}
+
+
+# a 4-parameter Neural ODE whose solves cannot finish in one step
+FAILING = ["--task", "exponential-1d", "--model", "node", "--width", "1", "--num-samples", "6",
+           "--steps", "2", "--max-steps", "1"]
+
+
+def test_solver_failure_is_one_line_exit_1(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    err = _error(capsys, BASE + FAILING + ["--out", out], status=1)
+    assert "max_steps=1" in err and "Traceback" not in err
+    with pytest.raises(SolveError, match="max_steps=1"):
+        main(["--debug"] + BASE + FAILING + ["--out", out])
+
+
+def test_entry_point_exit_status(tmp_path):
+    """The real ``python -m pyodejl``: status 1 and one line on stderr, no traceback."""
+    cmd = [sys.executable, "-m", "pyodejl"] + BASE + FAILING + ["--out", str(tmp_path / "r")]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.startswith("pyodejl track: error: ") and "max_steps=1" in res.stderr
+    assert res.stderr.count("\n") == 1
 
 
 def test_help_documents_every_flag(capsys):

@@ -1,7 +1,9 @@
-"""Run folders: resumption after a kill, recomputation from params.npz, configuration checks."""
+"""Run folders: resumption after a kill (in process and a real SIGKILL), recomputation from
+params.npz, configuration and package-version checks, clear errors for corrupt files."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +13,9 @@ import numpy as np
 import pytest
 
 import pyodejl.experiments.tracking as tracking
+from pyodejl.__main__ import main
 from pyodejl.experiments import ConfigMismatchError, RunConfig, load_run, objective_from_run, track
+from pyodejl.experiments.runs import RunFolderError, VersionMismatchError, package_versions
 
 # A 4-parameter Neural ODE (seed 000 Fig. 7's size) trained by Adam on minibatches:
 # exercises the optimiser state, the per-step batches and the ODE objective.
@@ -27,9 +31,43 @@ def _records(run):
     return run.records
 
 
+# the same run on the command line
+CMD = ["track", "--task", "exponential-1d", "--model", "node", "--width", "1", "--num-samples", "12",
+       "--optimizer", "adam", "--batch-size", "4", "--lr", "0.05", "--steps", "7", "--hessian-every", "2",
+       "--seed", "11", "--no-progress"]
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     return track(CFG, tmp_path_factory.mktemp("ref") / "run", progress=False)
+
+
+def _kill_at(step):
+    def callback(s, theta):
+        if s == step:
+            raise Killed
+
+    return callback
+
+
+@pytest.fixture(scope="module")
+def partial(tmp_path_factory):
+    """CFG killed after step 5: checkpoint at step 4; records, θ, spectra, timings of 0, 2, 4."""
+    out = tmp_path_factory.mktemp("partial") / "run"
+    with pytest.raises(Killed):
+        track(CFG, out, progress=False, callback=_kill_at(5))
+    return out
+
+
+def _copy(folder, tmp_path):
+    return shutil.copytree(folder, tmp_path / "run")
+
+
+def _edit_config(folder, edit):
+    path = folder / "config.json"
+    d = json.loads(path.read_text())
+    edit(d)
+    path.write_text(json.dumps(d))
 
 
 def _assert_same_run(a, b):
@@ -42,6 +80,9 @@ def _assert_same_run(a, b):
     assert sorted(sa) == sorted(sb)
     for k in sa:
         np.testing.assert_array_equal(sa[k], sb[k])
+    # exactly one timing line per tracked step, after any number of resumptions
+    for run in (a, b):
+        assert [t["step"] for t in run.timings()] == [r["step"] for r in run.records]
 
 
 def test_reference_run_layout(reference):
@@ -55,6 +96,24 @@ def test_reference_run_layout(reference):
     assert sorted(reference.params()) == steps
     assert reference.complete
     assert json.loads((reference.path / "config.json").read_text())["lr"] == 0.05
+
+
+def test_run_folder_records_package_versions(reference):
+    saved = json.loads((reference.path / "config.json").read_text())["versions"]
+    import jax
+    import numpy
+    import optax
+
+    import pyodejl
+
+    assert saved == package_versions()
+    assert saved["pyodejl"] == pyodejl.__version__
+    assert (saved["jax"], saved["numpy"], saved["optax"]) == (jax.__version__, numpy.__version__, optax.__version__)
+    assert {"jaxlib", "diffrax", "equinox"} <= set(saved)
+    run = load_run(reference.path)
+    assert run.versions == saved and run.version_history == []
+    # versions are not part of the configuration: equality of RunConfigs is about numbers only
+    assert run.config == CFG.resolved()
 
 
 @pytest.mark.parametrize("kill_at", [1, 3, 6])
@@ -148,19 +207,153 @@ def test_tracking_fraction_is_fixed_and_seeded():
     assert tracking.tracking_indices(1, 100, 1.0) is None
 
 
-@pytest.mark.slow
 def test_sigkill_subprocess_then_resume_matches(reference, tmp_path):
-    """A real kill -9 of `python -m pyodejl track` mid-run, then the same command again."""
+    """A real kill -9 of `python -m pyodejl track` as soon as its first record and checkpoint
+    appear, then the same command again: identical records, θ, spectra; one timing per step."""
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "pyodejl", "track", "--task", "exponential-1d", "--model", "node",
-           "--width", "1", "--num-samples", "12", "--optimizer", "adam", "--batch-size", "4",
-           "--lr", "0.05", "--steps", "7", "--hessian-every", "2", "--seed", "11", "--out", str(out),
-           "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "pyodejl", *CMD, "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
-    while time.time() < deadline and not (out / "checkpoint.npz").exists():
-        time.sleep(0.05)
+    while time.time() < deadline and proc.poll() is None and not (out / "checkpoint.npz").exists():
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.stderr.read().decode()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stderr.close()
+    # the kill landed mid-run (the training steps after the first record need compiling first)
+    partial = load_run(out)
+    assert not partial.complete and len(partial.records) < len(reference.records)
+    assert partial.records[0] == reference.records[0]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _assert_same_run(load_run(out), reference)
+
+
+# --------------------------------------------------------------------------------------
+# package versions
+# --------------------------------------------------------------------------------------
+
+
+def test_resume_under_other_versions_is_refused_unless_allowed(reference, partial, tmp_path):
+    out = _copy(partial, tmp_path)
+    old = {**package_versions(), "jax": "0.0.1", "optax": "0.0.2"}
+    _edit_config(out, lambda d: d.update(versions=old))
+    before = (out / "config.json").read_text()
+    with pytest.raises(VersionMismatchError, match=r"jax: saved 0\.0\.1, now .*optax: saved 0\.0\.2, now") as exc:
+        track(CFG, out, progress=False)
+    assert set(exc.value.differences) == {"jax", "optax"}
+    assert "allow_version_change" in str(exc.value)
+    assert isinstance(exc.value, ConfigMismatchError)  # a version change is a configuration change
+    assert (out / "config.json").read_text() == before and not load_run(out).complete
+    resumed = track(CFG, out, progress=False, allow_version_change=True)
+    _assert_same_run(resumed, reference)  # (the versions did not really change)
+    assert resumed.versions == package_versions()
+    assert resumed.version_history == [{"until_step": 4, "versions": old}]
+    # now saved under the current versions: a further resume needs no flag
+    assert track(CFG, out, progress=False).records == resumed.records
+
+
+def test_folder_without_versions_counts_as_unknown(reference, partial, tmp_path):
+    out = _copy(partial, tmp_path)
+    _edit_config(out, lambda d: d.pop("versions"))
+    assert load_run(out).versions is None
+    with pytest.raises(VersionMismatchError, match="records no package versions"):
+        track(CFG, out, progress=False)
+    resumed = track(CFG, out, progress=False, allow_version_change=True)
+    _assert_same_run(resumed, reference)
+    assert resumed.version_history == [{"until_step": 4, "versions": None}]
+
+
+def test_finished_run_is_returned_whatever_the_versions(reference, tmp_path):
+    out = _copy(reference.path, tmp_path)
+    _edit_config(out, lambda d: d["versions"].update(numpy="1.0"))
+    before = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    assert track(CFG, out, progress=False).records == reference.records
+    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
+
+
+def test_cli_version_mismatch(partial, tmp_path, capsys):
+    out = _copy(partial, tmp_path)
+    _edit_config(out, lambda d: d["versions"].update(equinox="0.0.3"))
+    assert main([*CMD, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyodejl track: error: run folder") and err.count("\n") == 1
+    assert "equinox: saved 0.0.3" in err and "--allow-version-change" in err
+    with pytest.raises(VersionMismatchError):
+        main(["--debug", *CMD, "--out", str(out)])
+    assert main([*CMD, "--out", str(out), "--allow-version-change"]) == 0
+    assert load_run(out).complete
+
+
+# --------------------------------------------------------------------------------------
+# corrupt files
+# --------------------------------------------------------------------------------------
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2 + 1])  # +1: never exactly at a line end of a short file
+
+
+def _garbage(path):
+    path.write_bytes(np.random.default_rng(0).bytes(300))
+
+
+FILES = ["config.json", "records.jsonl", "params.npz", "spectra.npz", "checkpoint.npz", "timings.jsonl"]
+
+
+def _read_back(folder, name):
+    """The Run accessor that reads ``name``."""
+    run = load_run(folder)  # reads config.json and records.jsonl
+    {"params.npz": run.params, "spectra.npz": run.spectra, "timings.jsonl": run.timings,
+     "checkpoint.npz": lambda: run.complete}.get(name, lambda: None)()
+
+
+@pytest.mark.parametrize("damage", [_truncate, _garbage], ids=["truncated", "garbage"])
+@pytest.mark.parametrize("name", FILES)
+def test_corrupt_file_is_named(partial, tmp_path, name, damage):
+    out = _copy(partial, tmp_path)
+    damage(out / name)
+    with pytest.raises(RunFolderError, match=rf"run folder file .*{name} is unreadable") as exc:
+        track(CFG, out, progress=False)
+    assert exc.value.path == out / name and isinstance(exc.value, ValueError)
+    with pytest.raises(RunFolderError) as exc:
+        _read_back(out, name)
+    assert exc.value.path == out / name
+
+
+@pytest.mark.parametrize(
+    "name, damage, message",
+    [
+        ("config.json", lambda p: p.write_text("[1, 2]"), "expected a JSON object"),
+        ("config.json", lambda p: _edit_config(p.parent, lambda d: d.pop("task")), "not a run configuration"),
+        ("config.json", lambda p: _edit_config(p.parent, lambda d: d.update(versions=3)), "'versions' must map"),
+        ("records.jsonl", lambda p: p.write_text(p.read_text() + "[1]\n"), "line 4 is not a JSON object"),
+        ("records.jsonl", lambda p: p.write_text(p.read_text().split("\n", 1)[1]), r"no records for tracked steps \[0\]"),
+        ("params.npz", lambda p: np.savez(p, step_0=np.zeros(4)), r"no θ for tracked steps \[2, 4\]"),
+        ("params.npz", lambda p: np.savez(p, theta=np.zeros(4)), "not named step_<n>"),
+        ("spectra.npz", lambda p: np.savez(p, step_0=np.zeros(4), step_2=np.zeros(4), step_4=np.zeros(3)),
+         r"step_4 has shape \(3,\)"),
+        ("checkpoint.npz", lambda p: np.savez(p, step=4, num_leaves=0), r"missing arrays \['theta'\]"),
+        ("checkpoint.npz", lambda p: np.savez(p, step=4, theta=np.zeros(5), num_leaves=0), "optimizer arrays"),
+        ("timings.jsonl", lambda p: p.write_text('{"hessian_seconds": 1}\n'), "integer 'step'"),
+    ],
+)
+def test_inconsistent_file_is_named(partial, tmp_path, name, damage, message):
+    out = _copy(partial, tmp_path)
+    damage(out / name)
+    with pytest.raises(RunFolderError, match=message) as exc:
+        track(CFG, out, progress=False)
+    assert exc.value.path == out / name
+
+
+def test_cli_corrupt_file_one_line(partial, tmp_path, capsys):
+    out = _copy(partial, tmp_path)
+    _truncate(out / "checkpoint.npz")
+    assert main([*CMD, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyodejl track: error: run folder file ") and "checkpoint.npz" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    _garbage(out / "records.jsonl")
+    assert main(["plot", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyodejl plot: error: ") and "records.jsonl" in err and err.count("\n") == 1

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from pyodejl import spectral
-from pyodejl.spectral import (SpectrumOperator, hutchinson_variance, outlier_bulk_spectrum,
-                              student_t_spectrum)
+from pyodejl.spectral import SpectrumOperator, hutchinson_variance, outlier_bulk_spectrum, student_t_spectrum
 
 
 def test_density_weights_and_counts():

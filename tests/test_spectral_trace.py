@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from pyodejl import spectral
-from pyodejl.spectral import (SpectrumOperator, chebyshev_sample_count, hutchinson_variance,
-                              outlier_bulk_spectrum)
+from pyodejl.spectral import SpectrumOperator, chebyshev_sample_count, hutchinson_variance, outlier_bulk_spectrum
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,32 @@
-"""Derivatives: objectives, gradient methods and Hessian methods."""
+"""Derivatives: objectives, gradient methods and Hessian methods.
+
+Where things go: a new objective subclasses :class:`Objective`
+(``objective.py``; ODE losses in ``ode_loss.py``); a new gradient or Hessian
+method is a class plus an entry in ``GRADIENT_METHODS`` / ``HESSIAN_METHODS``
+(``methods.py``).
+"""
 
 from pyodejl.derivatives.finite_differences import FiniteDifference, FiniteDifferenceGradient
+from pyodejl.derivatives.gauss_newton import OutputCost, OutputLoss
 from pyodejl.derivatives.methods import (
     FAST_METHODS,
     GRADIENT_METHODS,
     HESSIAN_METHODS,
     AdjointAdjoint,
     AdjointDirect,
+    Auto,
+    Backsolve,
     DirectAdjoint,
     DirectDirect,
-    Auto,
+    Discrete,
     Elementwise,
+    ForwardSensitivity,
+    Interpolating,
     Structured,
 )
+from pyodejl.derivatives.minibatch import MinibatchObjective, fraction_indices
 from pyodejl.derivatives.objective import FunctionObjective, Objective
-from pyodejl.derivatives.ode_loss import ODEProblem, ObservationLoss, TrajectoryLoss
+from pyodejl.derivatives.ode_loss import ObservationLoss, ODEProblem, TrajectoryLoss
 from pyodejl.derivatives.operator import HessianOperator
 
 __all__ = [
@@ -22,6 +34,10 @@ __all__ = [
     "GRADIENT_METHODS",
     "HESSIAN_METHODS",
     "AdjointAdjoint",
+    "Backsolve",
+    "Discrete",
+    "ForwardSensitivity",
+    "Interpolating",
     "AdjointDirect",
     "DirectAdjoint",
     "DirectDirect",
@@ -32,8 +48,12 @@ __all__ = [
     "FiniteDifferenceGradient",
     "FunctionObjective",
     "HessianOperator",
+    "OutputCost",
+    "OutputLoss",
+    "MinibatchObjective",
     "ODEProblem",
     "ObservationLoss",
     "Objective",
     "TrajectoryLoss",
+    "fraction_indices",
 ]

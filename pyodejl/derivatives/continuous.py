@@ -36,16 +36,17 @@ from pyodejl.solving.solvers import solver_spec
 
 
 def _solve(model, rhs, t0, t1, y0, args, saveat, step_ts=None):
-    """One Diffrax solve of ``rhs`` with the model's solver and tolerances."""
+    """One Diffrax solve of ``rhs`` with the model's solver, controller and tolerances.
+
+    Forward solves (``step_ts`` given: steps land on the observation times)
+    control the error of the model's state entries only (``model.error_dims``);
+    backward adjoint solves control every entry.
+    """
     spec = solver_spec(model.solver)
+    controller = make_controller(model, step_ts, controlled_state=step_ts is not None)
     if spec.adaptive:
-        if step_ts is not None:
-            controller = make_controller(model, step_ts)
-        else:
-            controller = diffrax.PIDController(rtol=model.rtol, atol=model.atol)
         dt0 = None if model.dt is None else jnp.sign(t1 - t0) * model.dt
     else:
-        controller = diffrax.ConstantStepSize()
         dt0 = jnp.sign(t1 - t0) * model.dt
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(rhs),

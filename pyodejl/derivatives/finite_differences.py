@@ -21,24 +21,37 @@ from __future__ import annotations
 
 import numpy as np
 
-from pyodejl.derivatives.autodiff import batched_values
-
 DEFAULT_STEPS = tuple(10.0 ** -k for k in range(1, 9))
 
 
 def _select_step(estimate, candidates):
     """Evaluate ``estimate(h)`` along the ladder; keep h where neighbours agree best.
 
-    Returns (h, estimates, disagreement) where disagreement[k] is the relative
-    difference between the estimates at candidates[k] and candidates[k+1].
+    A step whose perturbed solves fail (large h can push a solve past its step
+    limit or to blow-up) is skipped. Returns (h, estimates, disagreement) where
+    disagreement[k] is the relative difference between the estimates at
+    candidates[k] and candidates[k+1] (NaN where either failed).
     """
-    ests = [np.asarray(estimate(h)) for h in candidates]
+    from pyodejl.solving import SolveError
+
+    ests = []
+    for h in candidates:
+        try:
+            ests.append(np.asarray(estimate(h)))
+        except SolveError:
+            ests.append(None)
     dis = []
     for a, b in zip(ests[:-1], ests[1:]):
+        if a is None or b is None:
+            dis.append(np.nan)
+            continue
         scale = max(np.linalg.norm(a), np.linalg.norm(b), np.finfo(float).tiny)
         dis.append(np.linalg.norm(a - b) / scale)
+    dis = np.asarray(dis)
+    if np.all(np.isnan(dis)):
+        raise SolveError(f"finite differences failed at every step in {tuple(candidates)}: the perturbed solves fail")
     k = int(np.nanargmin(dis))
-    return candidates[k + 1], ests, np.asarray(dis)
+    return candidates[k + 1], ests, dis
 
 
 class FiniteDifference:
@@ -64,11 +77,7 @@ class FiniteDifference:
         self.h, self.candidates, self.sample, self.seed, self.batch = h, tuple(candidates), sample, seed, batch
 
     def _values(self, objective, thetas):
-        fn, args = objective.value_function()
-        out = []
-        for start in range(0, len(thetas), self.batch):
-            out.append(np.asarray(batched_values(fn, thetas[start : start + self.batch], args)))
-        vals = np.concatenate(out)
+        vals = objective.values(thetas, batch=self.batch)
         if not np.all(np.isfinite(vals)):
             from pyodejl.solving import SolveError
 
@@ -121,7 +130,9 @@ class FiniteDifferenceGradient:
         h: step; ``None`` (default) selects it automatically on ``sample``
             random unit directions.
         gradient: gradient method differenced (default ``"discrete"``).
-        candidates, sample, seed: as for :class:`FiniteDifference`.
+        candidates: the decade ladder scanned when ``h`` is None.
+        sample: random unit directions used to select ``h`` (default 3).
+        seed: seed for the directions.
 
     The full Hessian is symmetrised, ``(H + Hᵀ)/2``. Cost: 2 gradients per column.
     """

@@ -29,13 +29,16 @@ Hessian methods (``hvp``, ``hessian``, ``hessian_operator``):
 ``"fd-grad"``          central differences of the gradient.
 ``"elementwise"``      one scalar second derivative per entry (seed 000's EA).
 ``"structured"``       the discrete loss's exact Hessian (= direct-direct) from
-                       sensitivities and adjoints; fast for one-hidden-layer MLPs.
+                       sensitivities and adjoints; for MLP vector fields (any depth).
 ``"auto"`` (default)   ``structured`` for full Hessians where it applies, else
                        ``direct-direct``.
 =====================  ==========================================================
 
-Every name is also a class (``DirectDirect()``, ``FiniteDifference(h=1e-4)``,
-…) whose instances may be passed as ``method=``.
+Every name is also a class (``Discrete()``, ``Backsolve()``, ``DirectDirect()``,
+``FiniteDifference(h=1e-4)``, …) whose instances may be passed as ``method=``.
+**A new method is one class** (here or in its own module) **plus one entry in**
+:data:`GRADIENT_METHODS` or :data:`HESSIAN_METHODS`; the API, ``RunConfig`` and
+the CLI read these registries.
 """
 
 from __future__ import annotations
@@ -47,8 +50,61 @@ from pyodejl.derivatives.autodiff import (
     elementwise_second_derivatives,
     hvp_forward_over_reverse,
     hvp_reverse_over_reverse,
+    value_and_grad,
 )
 from pyodejl.derivatives.finite_differences import FiniteDifference, FiniteDifferenceGradient
+
+
+class _GradientMethod:
+    name = ""
+    needs_ode = False
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+    def __eq__(self, other):
+        return type(self) is type(other)
+
+    def __hash__(self):
+        return hash(type(self).__name__)
+
+
+class Discrete(_GradientMethod):
+    """Reverse mode through the solver's own steps (discretise-then-optimise)."""
+
+    name = "discrete"
+
+    def gradient(self, objective, theta):
+        fn, args = objective.direct_function(theta)
+        _, g = value_and_grad(fn, to_device(theta), args)
+        return g
+
+
+class _Continuous(_GradientMethod):
+    needs_ode = True
+
+    def gradient(self, objective, theta):
+        return objective.continuous_gradient(self.name, theta)
+
+
+class Backsolve(_Continuous):
+    """Continuous adjoint integrated backward with the state (Chen et al. 2018),
+    checkpointed at observation times."""
+
+    name = "backsolve"
+
+
+class Interpolating(_Continuous):
+    """Continuous adjoint reading y(t) from the forward solve's dense interpolant
+    (SciMLSensitivity's ``InterpolatingAdjoint``)."""
+
+    name = "interpolating"
+
+
+class ForwardSensitivity(_Continuous):
+    """Forward-sensitivity equations S' = f_y S + f_θ; cost grows with p."""
+
+    name = "forward"
 
 
 def block_widths(k: int, chunk: int, p: int) -> list[int]:
@@ -122,7 +178,7 @@ class AdjointDirect(_HessianMethod):
     def _apply(self, objective, theta, V):
         from pyodejl.derivatives.continuous import hvp_adjoint_direct
 
-        return objective.raise_if_failed(hvp_adjoint_direct(*objective.continuous_problem(), theta, V))
+        return objective.raise_if_failed(hvp_adjoint_direct(*objective.continuous_problem(theta), theta, V))
 
 
 class AdjointAdjoint(_HessianMethod):
@@ -134,7 +190,7 @@ class AdjointAdjoint(_HessianMethod):
     def _apply(self, objective, theta, V):
         from pyodejl.derivatives.continuous import hvp_second_order_adjoint
 
-        return objective.raise_if_failed(hvp_second_order_adjoint(*objective.continuous_problem(), theta, V))
+        return objective.raise_if_failed(hvp_second_order_adjoint(*objective.continuous_problem(theta), theta, V))
 
 
 class Elementwise(_HessianMethod):
@@ -166,32 +222,48 @@ class Structured(_HessianMethod):
     """The discrete loss's exact Hessian from forward sensitivities and discrete adjoints.
 
     Same matrix as ``direct-direct`` (to round-off), assembled as
-    ``Σ_obs Sᵀ∇²ℓ S + Σ_calls [S; I]ᵀ ∇²(μ·f) [S; I]`` with the curvature of a
-    one-hidden-layer MLP in closed form, so every sum is a dense matrix product
-    instead of p tangents through every hidden activation (see
-    :mod:`pyodejl.derivatives.structured`). Applies to one-hidden-layer MLP
-    vector fields, explicit solvers and objectives without extra parameters;
-    otherwise it raises ValueError. Hessian-vector products use ``direct-direct``.
+    ``Σ_obs Sᵀ∇²ℓ S + Σ_calls [S; I]ᵀ ∇²(μ·f) [S; I]`` with the curvature of an
+    MLP vector field (any depth) in closed form, so every sum is a dense matrix
+    product instead of p tangents through every hidden activation (see
+    :mod:`pyodejl.derivatives.structured`). Applies to observed-ODE losses with
+    an MLP vector field, an explicit solver and no regularizer terms
+    (augmentation, time dependence and extra parameters are fine); otherwise
+    ``hessian`` raises NotImplementedError naming why. ``chunk_size`` is the
+    number of rows of H (by symmetry, θ columns) formed per matrix product
+    (default: sized to a 1 GiB budget). Hessian-vector products use ``direct-direct``.
     """
 
     name = "structured"
     needs_ode = True
 
     def hvp(self, objective, theta, V, chunk):
-        out, info = DirectDirect().hvp(objective, theta, V, chunk)
+        out, info = DirectDirect().hvp(objective, theta, V, _tangent_chunk(objective, chunk))
         return out, {**info, "method": self.name, "products_by": "direct-direct"}
 
     def hessian(self, objective, theta, chunk):
         from pyodejl.derivatives import structured
 
-        if not structured.supports(objective):
-            raise ValueError(
-                "the 'structured' Hessian needs a one-hidden-layer MLP vector field, an explicit "
-                "solver and no parameters outside the vector field; use 'direct-direct'"
-            )
-        fn, args = objective.direct_function(theta)
-        H = structured.structured_hessian(objective.problem, to_device(theta), *args)
-        return np.asarray(H), {"method": self.name}
+        block = _requested_block(objective, chunk)
+        H = structured.hessian(objective, theta, block)
+        return H, {"method": self.name, "block": structured.block_rows(len(theta), block)}
+
+
+def _requested_block(objective, chunk):
+    """The caller's ``chunk_size``, or None where :meth:`Objective.hessian` filled in
+    ``default_chunk()`` — a tangent count sized for ``direct-direct``, far below the
+    block width the structured assembly needs to run at matrix-product speed.
+
+    (A ``chunk_size`` equal to that default is indistinguishable from none until
+    ``Objective`` passes None through for methods that size their own blocks.)
+    """
+    if chunk is None:
+        return None
+    default = getattr(objective, "default_chunk", None)
+    return None if default is not None and chunk == max(1, default()) else chunk
+
+
+def _tangent_chunk(objective, chunk):
+    return max(1, objective.default_chunk()) if chunk is None else chunk
 
 
 class Auto(_HessianMethod):
@@ -201,25 +273,35 @@ class Auto(_HessianMethod):
     name = "auto"
 
     def hvp(self, objective, theta, V, chunk):
-        return DirectDirect().hvp(objective, theta, V, chunk)
+        return DirectDirect().hvp(objective, theta, V, _tangent_chunk(objective, chunk))
 
     def hessian(self, objective, theta, chunk):
         from pyodejl.derivatives import structured
 
-        method = Structured() if structured.supports(objective) else DirectDirect()
-        return method.hessian(objective, theta, chunk)
+        if structured.supports(objective):
+            return Structured().hessian(objective, theta, chunk)
+        return DirectDirect().hessian(objective, theta, _tangent_chunk(objective, chunk))
 
 
 HESSIAN_METHODS = {
     cls.name: cls
-    for cls in (DirectDirect, DirectAdjoint, AdjointDirect, AdjointAdjoint, FiniteDifference, FiniteDifferenceGradient, Elementwise)
+    for cls in (
+        DirectDirect,
+        DirectAdjoint,
+        AdjointDirect,
+        AdjointAdjoint,
+        FiniteDifference,
+        FiniteDifferenceGradient,
+        Elementwise,
+    )
 }
 """The seven independent Hessian methods, by name."""
 
 FAST_METHODS = {cls.name: cls for cls in (Structured, Auto)}
 """Faster routes to the same matrix as ``direct-direct`` (not independent checks)."""
 
-GRADIENT_METHODS = ("discrete", "backsolve", "interpolating", "forward")
+GRADIENT_METHODS = {cls.name: cls for cls in (Discrete, Backsolve, Interpolating, ForwardSensitivity)}
+"""The gradient methods, by name."""
 
 
 def resolve_hessian_method(method, default="auto"):
@@ -238,8 +320,14 @@ def resolve_hessian_method(method, default="auto"):
 
 
 def resolve_gradient_method(method, default="discrete"):
+    """A gradient-method instance from a name, an instance or None (the default, ``"discrete"``)."""
     if method is None:
         method = default
-    if method not in GRADIENT_METHODS:
-        raise ValueError(f"unknown gradient method {method!r}; expected one of {list(GRADIENT_METHODS)}")
-    return method
+    if isinstance(method, str):
+        try:
+            return GRADIENT_METHODS[method]()
+        except KeyError:
+            raise ValueError(f"unknown gradient method {method!r}; expected one of {list(GRADIENT_METHODS)}") from None
+    if callable(getattr(method, "gradient", None)) and hasattr(method, "name"):
+        return method
+    raise TypeError(f"method must be a gradient-method name or object, got {method!r}")

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from pyodejl._jit import to_device
-from pyodejl.derivatives.autodiff import value_and_grad
+from pyodejl._validation import check_tangents, check_theta
 from pyodejl.derivatives.methods import resolve_gradient_method, resolve_hessian_method
 from pyodejl.derivatives.operator import HessianOperator
-from pyodejl.derivatives.validation import check_tangents, check_theta
 
 
 class Objective:
@@ -57,8 +57,8 @@ class Objective:
             )
         return out
 
-    def _continuous_gradient(self, method, theta):
-        raise ValueError(f"gradient method {method!r} needs an ODE objective; this objective supports 'discrete'")
+    def continuous_gradient(self, kind, theta):
+        raise ValueError(f"gradient method {kind!r} needs an ODE objective; this objective supports 'discrete'")
 
     # ---- public API --------------------------------------------------------
     def check_theta(self, theta):
@@ -78,18 +78,27 @@ class Objective:
             raise SolveError("the loss is not finite (NaN or inf) at this theta")
         return val
 
+    def values(self, thetas, batch: int = 512) -> np.ndarray:
+        """L at each row of ``thetas`` ``(n, p)``, vectorised in batches; NaN where it is not finite."""
+        from pyodejl.derivatives.autodiff import batched_values
+
+        fn, args = self.value_function()
+        thetas = np.asarray(thetas, dtype=np.float64)
+        blocks = (to_device(thetas[i : i + batch]) for i in range(0, len(thetas), batch))
+        out = [np.asarray(batched_values(fn, block, args)) for block in blocks]
+        return np.concatenate(out) if out else np.zeros(0)
+
     def _explain_failure(self, theta):
         """Raise a specific error for a non-finite loss, if the subclass can name the cause."""
 
     def grad(self, theta, method=None) -> np.ndarray:
-        """∇L(θ), shape ``(p,)``, by ``method`` (default ``"discrete"``)."""
+        """∇L(θ), shape ``(p,)``, by ``method``: a name or a gradient-method object
+        (default ``"discrete"``; see :data:`pyodejl.GRADIENT_METHODS`)."""
         theta = self.check_theta(theta)
-        method = resolve_gradient_method(method, self.default_gradient_method)
-        if method == "discrete":
-            fn, args = self.direct_function(theta)
-            _, g = value_and_grad(fn, to_device(theta), args)
-            return self.raise_if_failed(g)
-        return self.raise_if_failed(self._continuous_gradient(method, theta))
+        m = resolve_gradient_method(method, self.default_gradient_method)
+        if getattr(m, "needs_ode", False) and not self.is_ode:
+            raise ValueError(f"gradient method {m.name!r} needs an ODE objective; this objective supports 'discrete'")
+        return self.raise_if_failed(m.gradient(self, theta))
 
     def _method(self, method):
         m = resolve_hessian_method(method, self.default_hessian_method)
@@ -157,6 +166,34 @@ class Objective:
 
         return HessianOperator(apply, self.num_params, m.name)
 
+    # ---- Gauss–Newton and Fisher (pyodejl.derivatives.gauss_newton) ----------------
+    def ggn_operator(self, theta, *, chunk_size=None) -> HessianOperator:
+        """The data term's generalised Gauss–Newton matrix Jᵀ∇²ℓJ as an operator;
+        see :func:`pyodejl.derivatives.gauss_newton.ggn_operator`."""
+        from pyodejl.derivatives import gauss_newton
+
+        return gauss_newton.ggn_operator(self, theta, chunk_size=chunk_size)
+
+    def ggn(self, theta, *, chunk_size=None) -> np.ndarray:
+        """The dense GGN ``(p, p)``; see :func:`pyodejl.derivatives.gauss_newton.ggn`."""
+        from pyodejl.derivatives import gauss_newton
+
+        return gauss_newton.ggn(self, theta, chunk_size=chunk_size)
+
+    def empirical_fisher_operator(self, theta) -> HessianOperator:
+        """(1/N) Σ_n g_n g_nᵀ of the data term; see
+        :func:`pyodejl.derivatives.gauss_newton.empirical_fisher_operator`."""
+        from pyodejl.derivatives import gauss_newton
+
+        return gauss_newton.empirical_fisher_operator(self, theta)
+
+    def empirical_fisher(self, theta) -> np.ndarray:
+        """The dense empirical Fisher ``(p, p)``; see
+        :func:`pyodejl.derivatives.gauss_newton.empirical_fisher`."""
+        from pyodejl.derivatives import gauss_newton
+
+        return gauss_newton.empirical_fisher(self, theta)
+
 
 @dataclass(frozen=True)
 class _ArgsLoss:
@@ -178,12 +215,20 @@ class FunctionObjective(Objective):
         fn: the loss.
         num_params: p.
         args: a tuple of arrays passed after θ (data).
+        devices: split the data over JAX devices along the leading axis of
+            ``args[0]`` (the batch; every argument with that leading size is
+            split, the rest replicated); as for :class:`pyodejl.ObservationLoss`.
     """
 
-    def __init__(self, fn: Callable, num_params: int, args: tuple[Any, ...] = ()):
+    def __init__(self, fn: Callable, num_params: int, args: tuple[Any, ...] = (), devices=None):
+        from pyodejl._sharding import batch_placement, resolve_devices
+
         self.num_params = int(num_params)
         self._fn = fn
-        self._args = tuple(to_device(a) for a in args)
+        self.devices = resolve_devices(devices)
+        batch = np.shape(args[0])[0] if args and np.ndim(args[0]) else 1
+        place = batch_placement(self.devices, batch)
+        self._args = tuple(place(a) for a in args)
 
     def value_function(self):
         return self._fn, self._args

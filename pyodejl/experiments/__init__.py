@@ -17,7 +17,15 @@ from pyodejl.experiments.models import (
     parameter_counts,
     predict,
 )
-from pyodejl.experiments.runs import ConfigMismatchError, Run, RunConfig, load_run
+from pyodejl.experiments.runs import (
+    ConfigMismatchError,
+    Run,
+    RunConfig,
+    RunFolderError,
+    VersionMismatchError,
+    load_run,
+)
+from pyodejl.experiments.surface import loss_surface, run_surface
 from pyodejl.experiments.tasks import TASKS, Task, alpine02, make_task, task_names
 from pyodejl.experiments.tracking import (
     batch_indices,
@@ -35,7 +43,9 @@ __all__ = [
     "ModelSpec",
     "Run",
     "RunConfig",
+    "RunFolderError",
     "Task",
+    "VersionMismatchError",
     "accuracy",
     "alpine02",
     "batch_indices",
@@ -43,10 +53,12 @@ __all__ = [
     "curvature_record",
     "init_params",
     "load_run",
+    "loss_surface",
     "make_task",
     "objective_from_run",
     "parameter_counts",
     "predict",
+    "run_surface",
     "task_names",
     "track",
     "tracking_indices",

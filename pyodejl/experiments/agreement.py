@@ -105,7 +105,8 @@ def run_agreement(out_dir, width=8, steps=300, seed=0) -> str:
     w = max(len(n) for n in names)
     lines = [
         f"Coupled sinusoids, 2-{width}-2 tanh Neural ODE (p = {obj.num_params}), abs loss, "
-        f"dopri5 rtol 1e-8; fitted {steps} Adam steps: loss {summary['loss_initial']:.4f} → {summary['loss_final']:.4f}.",
+        f"dopri5 rtol 1e-8; fitted {steps} Adam steps: "
+        f"loss {summary['loss_initial']:.4f} → {summary['loss_final']:.4f}.",
         "",
         "Pairwise max |H_row − H_col| / max |H_col|:",
         "",

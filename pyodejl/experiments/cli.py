@@ -1,4 +1,12 @@
-"""Command line: ``python -m pyodejl track|plot|demo|tasks`` (also the ``pyodejl`` script)."""
+"""Command line: ``python -m pyodejl track|plot|demo|tasks`` (also the ``pyodejl`` script).
+
+Errors print one line, ``pyodejl <command>: error: <message>``, to stderr, and
+exit with status 2 for usage and configuration problems (bad flags or
+combinations, a run folder with another configuration or other package
+versions, an unreadable run folder) and 1 for failures while running (an ODE
+solve that fails, θ turning non-finite, an OS error). ``--debug`` shows the
+traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -48,8 +56,9 @@ def _fraction(text):
 
 
 def _add_track_arguments(p: argparse.ArgumentParser):
+    from pyodejl.derivatives.methods import FAST_METHODS, GRADIENT_METHODS, HESSIAN_METHODS
     from pyodejl.experiments.models import MODEL_KINDS
-    from pyodejl.experiments.runs import GRADIENT_METHODS, HESSIAN_METHODS, OPTIMIZERS, RunConfig
+    from pyodejl.experiments.runs import OPTIMIZERS, RunConfig
     from pyodejl.experiments.tasks import TASKS
     from pyodejl.models.mlp import ACTIVATIONS
     from pyodejl.solving import SOLVERS
@@ -59,22 +68,26 @@ def _add_track_arguments(p: argparse.ArgumentParser):
     g.add_argument("--task", required=True, choices=list(TASKS),
                    help="; ".join(f"{k}: {v.description} [a sample is one {v.sample}]" for k, v in TASKS.items()))
     g.add_argument("--dim", type=_positive_int, default=None,
-                   help="data dimension (nested-spheres: 2, 3 or 4; alpine02: 1-8; default: the task's)")
+                   help="data dimension (nested-spheres: 2, 3 or 4; alpine02: 1-8; digits: 64, 196 or 784, "
+                        "i.e. images of side 8, 14 or 28; default: the task's)")
     g.add_argument("--num-samples", type=_positive_int, default=None,
                    help="observations / trajectories / points to generate (default: the task's; see pyodejl tasks)")
     g = p.add_argument_group("model")
     g.add_argument("--model", required=True, choices=list(MODEL_KINDS),
-                   help="node: Neural ODE; anode: augmented Neural ODE (zero-padded state); mlp: feedforward baseline")
+                   help="node: Neural ODE; anode: augmented Neural ODE (zero-padded state); concat-node: Neural ODE "
+                        "with t fed to every layer and a tanh output (seed 004's MNIST model); "
+                        "mlp: feedforward baseline")
     g.add_argument("--width", type=_positive_int, default=d.width, help=f"hidden width (default {d.width})")
     g.add_argument("--depth", type=_positive_int, default=d.depth, help=f"hidden layers (default {d.depth})")
     g.add_argument("--activation", default=d.activation, choices=sorted(ACTIVATIONS),
                    help=f"hidden activation (default {d.activation})")
     g.add_argument("--augment-dim", type=_nonneg_int, default=None,
                    help="augmented dimensions, anode only (default 1)")
-    g.add_argument("--time-dependent", action="store_true", help="feed t to the vector field (node/anode)")
-    g.add_argument("--loss", default=None, choices=["mse", "abs", "logistic"],
+    g.add_argument("--time-dependent", action="store_true",
+                   help="feed t to the vector field (node/anode; concat-node always does)")
+    g.add_argument("--loss", default=None, choices=["mse", "abs", "logistic", "cross-entropy"],
                    help="trajectory tasks: mse|abs; nested-spheres: mse (on ±1 labels, Dupont et al.)|logistic; "
-                        "alpine02: mse|abs (default mse)")
+                        "alpine02: mse|abs (default mse); digits: cross-entropy (softmax, the default)")
     g.add_argument("--solver", default=d.solver, choices=sorted(k for k, v in SOLVERS.items() if v.adaptive),
                    help=f"adaptive ODE solver (default {d.solver})")
     g.add_argument("--rtol", type=_positive_float, default=d.rtol, help=f"solver rtol (default {d.rtol})")
@@ -99,10 +112,11 @@ def _add_track_arguments(p: argparse.ArgumentParser):
     g.add_argument("--hessian-fraction", type=_fraction, default=d.hessian_fraction,
                    help="fraction r of the samples, fixed from the seed, whose loss is tracked "
                         "(seed 002; default 1 = full batch)")
-    g.add_argument("--hessian-method", default=d.hessian_method, choices=list(HESSIAN_METHODS),
+    g.add_argument("--hessian-method", default=d.hessian_method, choices=sorted({**HESSIAN_METHODS, **FAST_METHODS}),
                    help=f"Hessian method (default {d.hessian_method})")
     g.add_argument("--exact-max-params", type=_nonneg_int, default=d.exact_max_params,
-                   help=f"full Hessian and spectrum when p <= this, else Lanczos + Hutch++ (default {d.exact_max_params})")
+                   help="full Hessian and spectrum when p <= this, else Lanczos + Hutch++ "
+                        f"(default {d.exact_max_params})")
     g.add_argument("--lanczos-tol", type=_positive_float, default=d.lanczos_tol,
                    help=f"relative residual tolerance of Lanczos (default {d.lanczos_tol})")
     g.add_argument("--trace-matvecs", type=_positive_int, default=d.trace_matvecs,
@@ -112,6 +126,10 @@ def _add_track_arguments(p: argparse.ArgumentParser):
                    help="seed of data, initialisation, minibatches and estimators (default 0)")
     g.add_argument("--out", required=True, type=Path,
                    help="run folder; rerunning the same command resumes it, a different configuration is refused")
+    g.add_argument("--allow-version-change", action="store_true",
+                   help="resume an unfinished run folder although it was computed under other versions of "
+                        "pyodejl, JAX, jaxlib, Diffrax, Equinox, Optax or NumPy (or records none); "
+                        "the old versions are kept in config.json's version_history")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     g.add_argument("--plot", action="store_true", help="write the run's figures to OUT/figures when done")
 
@@ -120,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyodejl",
         description="Second-order analysis of Neural ODE losses: train with Hessian tracking, plot, reproduce.")
+    debug_help = "show the full traceback of an error instead of one line"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     t = sub.add_parser("track", help="train a model and track the Hessian of its loss",
@@ -144,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the demo's)")
     dm.add_argument("--no-progress", action="store_true", help="hide progress bars")
     sub.add_parser("tasks", help="list the tasks")
+    for command in sub.choices.values():
+        # also accepted after the command; SUPPRESS keeps a flag given before it
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
 
 
@@ -161,10 +184,50 @@ def _config_from_args(args):
         lanczos_tol=args.lanczos_tol, trace_matvecs=args.trace_matvecs, seed=args.seed)
 
 
+class _UsageError(Exception):
+    """A command-line problem found after parsing (exit status 2)."""
+
+
+def _one_line(exc) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv=None) -> int:
-    """Entry point of ``python -m pyodejl`` and the ``pyodejl`` script."""
+    """Entry point of ``python -m pyodejl`` and the ``pyodejl`` script.
+
+    Returns:
+        the exit status: 0 success, 1 a failure while running, 2 a usage or
+        configuration error (argparse's own errors exit 2 through SystemExit).
+    """
+    from pyodejl.experiments.runs import ConfigMismatchError, RunFolderError
+    from pyodejl.solving import SolveError
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _run(parser, args)
+    except Exception as exc:  # noqa: BLE001 - sorted below; anything else is a bug and keeps its traceback
+        if args.debug:
+            raise
+        if isinstance(exc, (_UsageError, ConfigMismatchError, RunFolderError, FileExistsError)):
+            status = 2
+        elif isinstance(exc, (SolveError, FloatingPointError, OSError)):
+            status = 1
+        elif isinstance(exc, (ValueError, TypeError)):
+            status = 2
+        else:
+            raise
+        print(f"pyodejl {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return status
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        again = "; rerun the same command to resume" if args.command == "track" else ""
+        print(f"pyodejl {args.command}: interrupted{again}", file=sys.stderr)
+        return 130
+
+
+def _run(parser, args) -> int:
     if args.command == "tasks":
         from pyodejl.experiments.tasks import TASKS
 
@@ -173,22 +236,11 @@ def main(argv=None) -> int:
                   f"default n={info.default_num_samples}\n    {info.description}")
         return 0
     if args.command == "track":
-        from pyodejl.experiments.runs import ConfigMismatchError
         from pyodejl.experiments.tracking import track
 
-        config = _config_from_args(args)
-        try:
-            config = config.resolved()
-        except ValueError as exc:
-            parser.error(f"track: {exc}")
-        try:
-            run = track(config, args.out, progress=not args.no_progress)
-        except ConfigMismatchError as exc:
-            print(f"pyodejl track: error: {exc}", file=sys.stderr)
-            return 2
-        except FileExistsError as exc:
-            print(f"pyodejl track: error: {exc}", file=sys.stderr)
-            return 2
+        config = _config_from_args(args).resolved()
+        run = track(config, args.out, progress=not args.no_progress,
+                    allow_version_change=args.allow_version_change)
         last = run.records[-1]
         print(f"{run.path}: {len(run.records)} records; step {last['step']}: loss {last['loss']:.6g}, "
               f"eig_max {last['eig_max']:.6g}, eig_min {last['eig_min']:.6g}, trace {last['trace']:.6g} "
@@ -208,12 +260,12 @@ def main(argv=None) -> int:
             try:
                 runs.append(Run(d))
             except FileNotFoundError as exc:
-                parser.error(f"plot: {exc}")
+                raise _UsageError(str(exc)) from exc
         for r in runs:
             if not r.records:
-                parser.error(f"plot: run folder {r.path} has no records yet")
+                raise _UsageError(f"run folder {r.path} has no records yet")
         if args.labels is not None and len(args.labels) != len(runs):
-            parser.error(f"plot: --labels needs one label per run ({len(runs)}), got {len(args.labels)}")
+            raise _UsageError(f"--labels needs one label per run ({len(runs)}), got {len(args.labels)}")
         out = args.out
         if out is None:
             if len(runs) == 1:
@@ -222,7 +274,12 @@ def main(argv=None) -> int:
                 import os
 
                 out = Path(os.path.commonpath([str(r.path.resolve()) for r in runs])) / "figures"
-        for f in plot_runs(runs, out, labels=args.labels, surface=args.surface):
+        surfaces = None
+        if args.surface:
+            from pyodejl.experiments.surface import run_surface
+
+            surfaces = [run_surface(r) for r in runs]
+        for f in plot_runs(runs, out, labels=args.labels, surfaces=surfaces):
             print(f"wrote {f}")
         return 0
     if args.command == "demo":

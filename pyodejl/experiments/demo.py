@@ -100,7 +100,8 @@ def run_demo(out="results", steps: int | None = None, progress: bool = True) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pyodejl.plotting.training import loss_surface, plot_evolution, plot_loss_surface, plot_spectra_stages
+    from pyodejl.experiments.surface import loss_surface
+    from pyodejl.plotting.training import plot_evolution, plot_loss_surface, plot_spectra_stages
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -157,12 +158,13 @@ def run_demo(out="results", steps: int | None = None, progress: bool = True) -> 
         f"{cfg.num_samples} points (Dupont et al. 2019's g(x): −1 inside radius 0.5, +1 for radius in [1, 1.5]), "
         f"vector field 1 hidden layer × {cfg.width} {cfg.activation}, linear readout of the final state, "
         f"squared error on ±1 labels, full-batch Adam lr {cfg.lr}, {cfg.steps} steps, "
-        f"exact Hessian ({cfg.hessian_method}) every {cfg.hessian_every} steps, dopri5 rtol {cfg.rtol} atol {cfg.atol}.",
+        f"exact Hessian ({cfg.hessian_method}) every {cfg.hessian_every} steps, "
+        f"dopri5 rtol {cfg.rtol} atol {cfg.atol}.",
         "",
         "| model | parameters | final loss | accuracy | eig_max | eig_2nd | eig_min | trace | NFE | run time (s) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, lab in zip(("node", "anode"), labels):
+    for name in ("node", "anode"):
         r = runs[name].records[-1]
         lines.append(f"| {name.upper()} | {r['num_params']} | {_fmt(r['loss'])} | {_fmt(r.get('accuracy'))} | "
                      f"{_fmt(r['eig_max'])} | {_fmt(r['eig_2nd'])} | {_fmt(r['eig_min'])} | {_fmt(r['trace'])} | "

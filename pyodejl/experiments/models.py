@@ -1,7 +1,11 @@
-"""Objective builders for the experiment models: Neural ODE, augmented Neural ODE, MLP.
+"""Objective builders for the experiment models: Neural ODEs, augmented Neural ODE, MLP.
 
 * ``node`` — a Neural ODE (Chen et al. 2018) whose vector field is an MLP
   ``D -> width x depth -> D``.
+* ``concat-node`` — a Neural ODE whose vector field feeds ``t`` to every layer and
+  squashes its output by tanh (:class:`pyodejl.models.ConcatTimeMLP`): seed 004's
+  MNIST model f(x, t) = tanh(W₂[tanh(W₁[x; t] + B₁); t] + B₂), which on ``digits``
+  at ``dim=784, width=100`` has 158 568 + 7 850 (readout) = 166 418 parameters.
 * ``anode`` — the same with the state padded by ``augment_dim`` zeros
   (Dupont et al. 2019; seed 000 Eq. 9).
 * ``mlp`` — a feedforward network baseline (seed 000 Fig. 9).
@@ -15,14 +19,18 @@ What the model predicts depends on the task (see :mod:`pyodejl.experiments.tasks
 * point tasks (nested spheres, alpine02): the flow runs from ``t = 0`` to
   ``t = flow_time`` (default 1) and a linear readout ``w · y(T) + b`` of the whole
   (augmented) final state gives the scalar output; ``w`` and ``b`` are the last
-  ``D + 1`` entries of θ (Dupont et al. 2019's ``linear_layer``).
+  ``D + 1`` entries of θ (Dupont et al. 2019's ``linear_layer``). Multiclass tasks
+  (``digits``) read ``C`` logits ``W y(T) + b`` (``W`` ``C x D``, seed 004's linear
+  classifier); the last ``C (D + 1)`` entries of θ are ``W`` (row-major) then ``b``.
 
 Losses: trajectories ``mse`` (seed 000 Eq. 1) or ``abs`` (absolute difference,
 seed 000 Fig. 2); nested spheres ``mse`` on the ±1 labels (default — Dupont et al.
 2019 regress g(x) with a squared error and seed 000 §6 reuses their setup) or
-``logistic`` (mean softplus(−y·f), a classification log-loss); alpine02 ``mse`` or ``abs``.
+``logistic`` (mean softplus(−y·f), a classification log-loss); alpine02 ``mse`` or ``abs``;
+digits ``cross-entropy`` (mean softmax cross-entropy of the logits).
 
-θ layout: ``[vector-field (or MLP) parameters, readout W (1 x D, row-major), readout b]``.
+θ layout: ``[vector-field (or MLP) parameters, readout W (C x D, row-major), readout b (C)]``
+with ``C = 1`` except for multiclass tasks.
 """
 
 from __future__ import annotations
@@ -41,17 +49,20 @@ __all__ = [
     "MODEL_KINDS",
     "LOSSES",
     "ModelSpec",
+    "SoftmaxReadoutCost",
     "build_objective",
     "init_params",
     "parameter_counts",
     "predict",
     "accuracy",
+    "softmax_cross_entropy",
 ]
 
-MODEL_KINDS = ("node", "anode", "mlp")
+MODEL_KINDS = ("node", "anode", "concat-node", "mlp")
 LOSSES = {
     "trajectory": ("mse", "abs"),
     "classification": ("mse", "logistic"),
+    "multiclass": ("cross-entropy",),
     "regression": ("mse", "abs"),
 }
 
@@ -64,7 +75,15 @@ def _residual_loss(kind, r):
     raise ValueError(f"unknown residual loss {kind!r}")
 
 
+def softmax_cross_entropy(logits, labels):
+    """Mean over the batch of ``−log softmax(logits)[label]``; logits ``(B, C)``, integer labels ``(B,)``."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=-1))
+
+
 def _scalar_loss(kind, pred, y):
+    if kind == "cross-entropy":
+        return softmax_cross_entropy(pred, y)
     if kind == "logistic":
         return jnp.mean(jax.nn.softplus(-y * pred))
     return _residual_loss(kind, pred - y)
@@ -98,15 +117,35 @@ class ReadoutCost:
 
 
 @dataclass(frozen=True)
+class SoftmaxReadoutCost:
+    """Softmax cross-entropy of a linear classifier on the final state (seed 004 §3.1.1).
+
+    ``extra`` = ``[W (C x D) row-major, b (C)]``; logits ``Y[:, -1] @ W.T + b``;
+    labels are integers in ``[0, C)``.
+    """
+
+    num_classes: int
+
+    def logits(self, extra, final_state):
+        """``(B, C)`` logits of final states ``(B, D)``."""
+        C, D = self.num_classes, final_state.shape[-1]
+        W = extra[: C * D].reshape(C, D)
+        return final_state @ W.T + extra[C * D : C * D + C]
+
+    def __call__(self, extra, Y, labels):
+        return softmax_cross_entropy(self.logits(extra, Y[:, -1, :]), labels)
+
+
+@dataclass(frozen=True)
 class MLPLoss:
-    """Loss of a feedforward network ``net(θ, X)`` against ``Y``."""
+    """Loss of a feedforward network ``net.apply(θ, X)`` against ``Y``."""
 
     net: pj.MLP
     loss: str
 
     def __call__(self, theta, X, Y):
-        pred = self.net(theta, X)
-        if Y.ndim == 1:
+        pred = self.net.apply(theta, X)
+        if Y.ndim == 1 and self.loss != "cross-entropy":
             pred = pred[:, 0]
         return _scalar_loss(self.loss, pred, Y)
 
@@ -116,14 +155,19 @@ class ModelSpec:
     """A model of the experiments.
 
     Args:
-        kind: ``"node"``, ``"anode"`` or ``"mlp"``.
+        kind: ``"node"``, ``"anode"``, ``"concat-node"`` or ``"mlp"``.
         width: hidden width (default 16).
         depth: number of hidden layers (default 1).
         activation: hidden activation (default ``"tanh"``; see :data:`pyodejl.models.mlp.ACTIVATIONS`).
         augment_dim: zeros appended to the state (``anode`` only; default 1 for anode, 0 otherwise).
-        time_dependent: feed ``t`` to the vector field (node/anode only).
-        loss: see the module docstring; ``None`` picks ``"mse"``.
-        solver, rtol, atol, max_steps: ODE solver settings (node/anode).
+        time_dependent: feed ``t`` to the vector field's first layer (node/anode only;
+            ``concat-node`` always feeds it to every layer).
+        loss: see the module docstring; ``None`` picks ``"mse"`` (``"cross-entropy"``
+            for multiclass tasks).
+        solver: ODE solver name (node/anode; default dopri5).
+        rtol: relative tolerance (default 1e-7).
+        atol: absolute tolerance (default 1e-9).
+        max_steps: step limit of one solve (default 4096).
         flow_time: integration time of point tasks (default 1.0).
     """
 
@@ -140,7 +184,7 @@ class ModelSpec:
     max_steps: int = 4096
     flow_time: float = 1.0
 
-    def resolved(self, task: Task) -> "ModelSpec":
+    def resolved(self, task: Task) -> ModelSpec:
         """A copy with defaults filled in, validated against ``task``.
 
         Raises:
@@ -165,9 +209,10 @@ class ModelSpec:
                 raise ValueError(
                     f"augment_dim={aug} only applies to model 'anode' (got model {self.kind!r})")
             aug = 0
-        if self.kind == "mlp" and self.time_dependent:
-            raise ValueError("time_dependent applies to node/anode vector fields, not to model 'mlp'")
-        loss = self.loss or "mse"
+        if self.kind in ("mlp", "concat-node") and self.time_dependent:
+            raise ValueError(f"time_dependent applies to node/anode vector fields, not to model {self.kind!r}"
+                             + (" (it always feeds t to every layer)" if self.kind == "concat-node" else ""))
+        loss = self.loss or LOSSES[task.target][0]
         allowed = LOSSES[task.target]
         if loss not in allowed:
             raise ValueError(f"loss {loss!r} does not fit task {task.name!r} ({task.target}); "
@@ -185,10 +230,15 @@ class ModelSpec:
         return asdict(self)
 
     # ---- networks ------------------------------------------------------------------
-    def vector_field(self, task: Task) -> pj.MLP:
+    def vector_field(self, task: Task):
+        """A :class:`pyodejl.MLP` (node, anode) or :class:`pyodejl.models.ConcatTimeMLP` (concat-node)."""
         D = task.dim + (self.augment_dim or 0)
-        return pj.MLP([D] + [self.width] * self.depth + [D], activation=self.activation,
-                      time_dependent=self.time_dependent)
+        sizes = [D] + [self.width] * self.depth + [D]
+        if self.kind == "concat-node":
+            from pyodejl.models.time_mlp import ConcatTimeMLP
+
+            return ConcatTimeMLP(sizes, activation=self.activation, output_activation="tanh")
+        return pj.MLP(sizes, activation=self.activation, time_dependent=self.time_dependent)
 
     def neural_ode(self, task: Task) -> pj.NeuralODE:
         return pj.NeuralODE(self.vector_field(task), solver=self.solver, rtol=self.rtol,
@@ -209,7 +259,7 @@ class ModelSpec:
 def _readout_size(spec: ModelSpec, task: Task) -> int:
     if spec.kind == "mlp" or task.sample != "point":
         return 0
-    return task.dim + spec.augment_dim + 1
+    return task.output_dim * (task.dim + spec.augment_dim + 1)
 
 
 def parameter_counts(spec: ModelSpec, task: Task) -> dict:
@@ -233,7 +283,7 @@ def init_params(spec: ModelSpec, task: Task, seed: int) -> np.ndarray:
     theta = net.init(net_seed)
     r = _readout_size(spec, task)
     if r:
-        D = r - 1
+        D = task.dim + spec.augment_dim
         bound = 1.0 / math.sqrt(D)
         theta = np.concatenate([theta, rng.uniform(-bound, bound, size=r)])
     return theta.astype(np.float64)
@@ -261,7 +311,7 @@ def _mlp_data(task: Task, idx):
     return task.x[idx], task.y[idx]
 
 
-def build_objective(spec: ModelSpec, task: Task, indices=None):
+def build_objective(spec: ModelSpec, task: Task, indices=None, batch_size: int | None = None):
     """The loss of ``spec`` on the samples ``indices`` of ``task`` as a pyodejl objective.
 
     Args:
@@ -269,14 +319,27 @@ def build_objective(spec: ModelSpec, task: Task, indices=None):
         task: the data.
         indices: sample indices (any order, distinct; sorted internally so that
             observation times increase); ``None`` = every sample (full batch).
+        batch_size: if given and smaller than the number of samples, the samples
+            are split (in sorted order) into ``ceil(n / batch_size)`` near-equal
+            mini-batches, each solved as its own system, and the loss is their mean
+            weighted by sample counts — the same mean over samples, with the memory of
+            one mini-batch (:class:`pyodejl.derivatives.MinibatchObjective`).
 
     Returns:
-        an :class:`pyodejl.ObservationLoss` (node/anode) or
-        :class:`pyodejl.FunctionObjective` (mlp) with ``num_params`` as in
-        :func:`parameter_counts`.
+        an :class:`pyodejl.ObservationLoss` (node/anode/concat-node),
+        :class:`pyodejl.FunctionObjective` (mlp) or, with ``batch_size``, a
+        :class:`~pyodejl.derivatives.MinibatchObjective` of them, with
+        ``num_params`` as in :func:`parameter_counts`.
     """
     spec = spec.resolved(task)
     idx = _index(task, indices)
+    if batch_size is not None:
+        from pyodejl.derivatives.minibatch import MinibatchObjective, split_batches
+
+        parts = split_batches(idx, batch_size)
+        if len(parts) > 1:
+            return MinibatchObjective([build_objective(spec, task, part) for part in parts],
+                                      weights=[len(part) for part in parts])
     if spec.kind == "mlp":
         net = spec.mlp(task)
         X, Y = _mlp_data(task, idx)
@@ -289,17 +352,17 @@ def build_objective(spec: ModelSpec, task: Task, indices=None):
     if task.sample == "trajectory":
         ts = np.concatenate([[task.t0], task.times])
         return pj.ObservationLoss(model, ts, task.y0[idx], StateCost(spec.loss), data=task.ys[idx])
-    return pj.ObservationLoss(model, np.array([0.0, spec.flow_time]), task.x[idx],
-                              ReadoutCost(spec.loss), data=task.y[idx],
-                              num_extra_params=_readout_size(spec, task))
+    cost = SoftmaxReadoutCost(task.num_classes) if task.target == "multiclass" else ReadoutCost(spec.loss)
+    return pj.ObservationLoss(model, np.array([0.0, spec.flow_time]), task.x[idx], cost,
+                              data=task.y[idx], num_extra_params=_readout_size(spec, task))
 
 
 def predict(spec: ModelSpec, task: Task, theta, indices=None) -> np.ndarray:
     """Model outputs on the samples ``indices``.
 
     Returns:
-        point tasks: ``(b,)`` scalar outputs; observation tasks: ``(b, d)``;
-        trajectory tasks: ``(b, T, d)``.
+        point tasks: ``(b,)`` scalar outputs (multiclass: ``(b, C)`` logits);
+        observation tasks: ``(b, d)``; trajectory tasks: ``(b, T, d)``.
     """
     spec = spec.resolved(task)
     idx = _index(task, indices)
@@ -307,9 +370,9 @@ def predict(spec: ModelSpec, task: Task, theta, indices=None) -> np.ndarray:
     if spec.kind == "mlp":
         net = spec.mlp(task)
         X, _ = _mlp_data(task, idx)
-        out = np.asarray(net(jnp.asarray(theta), jnp.asarray(X)))
+        out = np.asarray(net.apply(jnp.asarray(theta), jnp.asarray(X)))
         if task.sample == "point":
-            return out[:, 0]
+            return out if task.target == "multiclass" else out[:, 0]
         if task.sample == "trajectory":
             return out.reshape(len(idx), len(task.times), task.dim)
         return out
@@ -318,6 +381,8 @@ def predict(spec: ModelSpec, task: Task, theta, indices=None) -> np.ndarray:
     if task.sample == "point":
         D = Y.shape[-1]
         extra = theta[obj.model.num_params:]
+        if task.target == "multiclass":
+            return np.asarray(SoftmaxReadoutCost(task.num_classes).logits(extra, Y[:, -1, :]))
         return Y[:, -1, :] @ extra[:D] + extra[D]
     if task.sample == "observation":
         return Y[0, 1:, : task.dim]
@@ -325,9 +390,12 @@ def predict(spec: ModelSpec, task: Task, theta, indices=None) -> np.ndarray:
 
 
 def accuracy(spec: ModelSpec, task: Task, theta, indices=None) -> float:
-    """Fraction of points whose output has the sign of the ±1 label (classification only)."""
-    if task.target != "classification":
+    """Fraction of points classified correctly: the output has the sign of the ±1
+    label (classification), or the largest logit is the label's (multiclass)."""
+    if task.target not in ("classification", "multiclass"):
         raise ValueError(f"accuracy needs a classification task, got {task.name!r} ({task.target})")
     idx = _index(task, indices)
     out = predict(spec, task, theta, idx)
+    if task.target == "multiclass":
+        return float(np.mean(np.argmax(out, axis=-1) == task.y[idx]))
     return float(np.mean(np.sign(out) == task.y[idx]))

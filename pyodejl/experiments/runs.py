@@ -2,7 +2,11 @@
 
 A run folder holds
 
-* ``config.json`` — the :class:`RunConfig` (every setting that affects a number);
+* ``config.json`` — the :class:`RunConfig` (every setting that affects a number),
+  plus ``"versions"``: the versions of pyodejl, JAX, jaxlib, Diffrax, Equinox,
+  Optax and NumPy that computed the run (:func:`package_versions`), and, after a
+  resume allowed across versions, ``"version_history"``: ``[{"until_step": n,
+  "versions": {...} or null}]`` — records at steps ``<= n`` came from those versions;
 * ``records.jsonl`` — one JSON object per tracked step (see
   :mod:`pyodejl.experiments.tracking` for the keys);
 * ``params.npz`` — θ of every tracked step under ``step_<n>``;
@@ -10,14 +14,19 @@ A run folder holds
   for tracked steps computed exactly;
 * ``checkpoint.npz`` — step, θ and the Optax state, the point a resumed run
   continues from;
-* ``timings.jsonl`` — wall-clock seconds of the Hessian work (the only
-  non-reproducible output, so kept out of the records).
+* ``timings.jsonl`` — wall-clock seconds of the Hessian work, one line per
+  tracked step (the only non-reproducible output, so kept out of the records).
 
 Every file is written to a temporary file in the folder and moved into place
 with :func:`os.replace`, so a kill leaves either the old or the new version.
 The checkpoint is written last; on resumption everything after the checkpoint's
 step is discarded and recomputed, which (all randomness being a function of
-``(seed, step)``) reproduces an uninterrupted run bit for bit.
+``(seed, step)``) reproduces an uninterrupted run bit for bit — under the same
+package versions, so a resume under other versions is refused unless allowed
+(:class:`VersionMismatchError`); folders written before versions were recorded
+count as "unknown versions" and are refused in the same way.
+A file that cannot be read (truncated, garbage, not written by pyodejl) raises
+:class:`RunFolderError` naming it.
 """
 
 from __future__ import annotations
@@ -32,12 +41,15 @@ from pathlib import Path
 
 import numpy as np
 
+from pyodejl.derivatives.methods import FAST_METHODS, GRADIENT_METHODS, HESSIAN_METHODS
 from pyodejl.experiments.models import MODEL_KINDS, ModelSpec
 from pyodejl.experiments.tasks import TASKS, Task, make_task
 
 __all__ = [
     "RunConfig",
     "ConfigMismatchError",
+    "VersionMismatchError",
+    "RunFolderError",
     "Run",
     "load_run",
     "atomic_write_bytes",
@@ -45,17 +57,85 @@ __all__ = [
     "atomic_savez",
     "OPTIMIZERS",
     "FORMAT_VERSION",
+    "VERSION_PACKAGES",
+    "package_versions",
+    "version_differences",
+    "gradient_method_names",
+    "hessian_method_names",
 ]
 
 OPTIMIZERS = ("gd", "sgd", "adam")
 FORMAT_VERSION = 1
-GRADIENT_METHODS = ("discrete", "backsolve", "interpolating", "forward")
-HESSIAN_METHODS = ("auto", "structured", "direct-direct", "direct-adjoint", "adjoint-direct", "adjoint-adjoint",
-                   "fd", "fd-grad", "elementwise")
+#: Packages whose versions a run folder records (besides pyodejl itself): the ones
+#: whose numerics can change the numbers of a run.
+VERSION_PACKAGES = ("jax", "jaxlib", "diffrax", "equinox", "optax", "numpy")
+
+
+def gradient_method_names() -> list[str]:
+    """The engine's gradient methods (:data:`pyodejl.GRADIENT_METHODS`), by name."""
+    return list(GRADIENT_METHODS)
+
+
+def hessian_method_names() -> list[str]:
+    """The engine's Hessian methods, independent and fast routes alike, sorted."""
+    return sorted({**HESSIAN_METHODS, **FAST_METHODS})
 
 
 class ConfigMismatchError(ValueError):
     """A run folder exists with a different configuration."""
+
+
+class VersionMismatchError(ConfigMismatchError):
+    """A run folder was computed under other package versions (or records none).
+
+    Attributes:
+        differences: ``{package: (saved version, current version)}``; saved
+            versions are None when the folder records none.
+    """
+
+    def __init__(self, message, differences):
+        super().__init__(message)
+        self.differences = dict(differences)
+
+
+class RunFolderError(ValueError):
+    """A file of a run folder cannot be read: truncated, garbage, or inconsistent.
+
+    Attributes:
+        path: the file.
+    """
+
+    def __init__(self, path, problem):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"run folder file {self.path} is unreadable: {problem}. Restore it, or delete the "
+                         "run folder to start over")
+
+
+def package_versions() -> dict[str, str | None]:
+    """``{"pyodejl": pyodejl.__version__, "jax": ..., ...}`` for :data:`VERSION_PACKAGES`
+    (None for a package that is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import pyodejl
+
+    out = {"pyodejl": pyodejl.__version__}
+    for name in VERSION_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def version_differences(saved: dict | None, current: dict) -> dict:
+    """``{package: (saved, current)}`` for every package whose version differs.
+
+    ``saved=None`` (a folder that records no versions) differs in every package.
+    """
+    saved = {} if saved is None else saved
+    return {k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current))
+            if saved.get(k) != current.get(k)}
 
 
 # --------------------------------------------------------------------------------------
@@ -94,11 +174,62 @@ def atomic_savez(path, **arrays) -> None:
 
 
 def _load_npz(path) -> dict:
+    """All arrays of an ``.npz`` file (``{}`` if it does not exist).
+
+    Raises:
+        RunFolderError: the file is not a readable ``.npz`` archive.
+    """
     path = Path(path)
     if not path.exists():
         return {}
-    with np.load(path) as z:
-        return {k: np.array(z[k]) for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.array(z[k]) for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, ValueError, OSError, EOFError, ...: all mean "corrupt"
+        raise RunFolderError(path, f"not a readable .npz archive ({type(exc).__name__}: {exc})") from exc
+
+
+def load_step_arrays(path) -> dict[int, np.ndarray]:
+    """The arrays of ``params.npz`` / ``spectra.npz`` by step (``{}`` if the file does not exist).
+
+    Raises:
+        RunFolderError: unreadable file, or a key that is not ``step_<n>``.
+    """
+    out = {}
+    for key, value in _load_npz(path).items():
+        try:
+            step = parse_step_key(key)
+        except ValueError:
+            raise RunFolderError(path, f"array {key!r} is not named step_<n>") from None
+        out[step] = value
+    return out
+
+
+_CHECKPOINT_KEYS = ("step", "theta", "num_leaves")
+
+
+def load_checkpoint_arrays(path) -> dict | None:
+    """The arrays of ``checkpoint.npz`` (None if it does not exist), with ``step``,
+    ``theta``, ``num_leaves`` and ``opt_0 .. opt_{num_leaves-1}`` checked present.
+
+    Raises:
+        RunFolderError: unreadable file or missing arrays.
+    """
+    path = Path(path)
+    ck = _load_npz(path)
+    if not ck:
+        if path.exists():
+            raise RunFolderError(path, "the archive holds no arrays")
+        return None
+    missing = [k for k in _CHECKPOINT_KEYS if k not in ck]
+    if not missing:
+        for k in ("step", "num_leaves"):
+            if ck[k].shape != () or ck[k].dtype.kind not in "iu":
+                raise RunFolderError(path, f"{k!r} is not an integer scalar")
+        missing = [f"opt_{i}" for i in range(int(ck["num_leaves"])) if f"opt_{i}" not in ck]
+    if missing:
+        raise RunFolderError(path, f"missing arrays {missing}")
+    return ck
 
 
 # --------------------------------------------------------------------------------------
@@ -115,7 +246,7 @@ class RunConfig:
     """Everything that determines the numbers of a tracked training run.
 
     Task: ``task``, ``dim`` (None: task default), ``num_samples`` (None: task default).
-    Model (:class:`pyodejl.experiments.models.ModelSpec`): ``model`` (node|anode|mlp),
+    Model (:class:`pyodejl.experiments.models.ModelSpec`): ``model`` (node|anode|concat-node|mlp),
     ``width``, ``depth``, ``activation``, ``augment_dim``, ``time_dependent``,
     ``loss``, ``solver``, ``rtol``, ``atol``, ``max_steps``, ``flow_time``.
     Training: ``optimizer`` — ``"gd"`` (full-batch gradient descent, seed 000
@@ -178,14 +309,14 @@ class RunConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict) -> RunConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown configuration keys {unknown}; expected a subset of {sorted(known)}")
         return cls(**d)
 
-    def resolved(self) -> "RunConfig":
+    def resolved(self) -> RunConfig:
         """Validate every field and fill in task- and model-dependent defaults.
 
         Raises:
@@ -224,18 +355,19 @@ class RunConfig:
             raise ValueError(f"hessian_fraction must be in (0, 1], got {r!r}")
         if math.ceil(r * n) < 2:
             raise ValueError(f"hessian_fraction {r} keeps fewer than 2 of the {n} samples")
-        if self.grad_method not in GRADIENT_METHODS:
-            raise ValueError(f"unknown grad_method {self.grad_method!r}; expected one of {list(GRADIENT_METHODS)}")
-        if self.hessian_method not in HESSIAN_METHODS:
+        if self.grad_method not in gradient_method_names():
+            raise ValueError(f"unknown grad_method {self.grad_method!r}; expected one of {gradient_method_names()}")
+        if self.hessian_method not in hessian_method_names():
             raise ValueError(f"unknown hessian_method {self.hessian_method!r}; "
-                             f"expected one of {list(HESSIAN_METHODS)}")
+                             f"expected one of {hessian_method_names()}")
         if spec.kind == "mlp":
             if self.grad_method != "discrete":
                 raise ValueError(f"grad_method {self.grad_method!r} needs an ODE model; "
                                  "model 'mlp' supports only 'discrete'")
             if self.hessian_method in ("adjoint-direct", "adjoint-adjoint", "structured"):
                 raise ValueError(f"hessian_method {self.hessian_method!r} needs an ODE model; model 'mlp' "
-                                 "supports 'auto', 'direct-direct', 'direct-adjoint', 'fd', 'fd-grad' and 'elementwise'")
+                                 "supports 'auto', 'direct-direct', 'direct-adjoint', 'fd', 'fd-grad' "
+                                 "and 'elementwise'")
             if self.solver != "dopri5" or self.time_dependent:
                 raise ValueError("solver settings apply to node/anode models, not to model 'mlp'")
         if not _is_int(self.exact_max_params) or self.exact_max_params < 0:
@@ -252,7 +384,7 @@ class RunConfig:
                             "rtol": float(self.rtol), "atol": float(self.atol),
                             "flow_time": float(self.flow_time)})
 
-    def diff(self, other: "RunConfig") -> dict:
+    def diff(self, other: RunConfig) -> dict:
         """``{key: (self value, other value)}`` for every differing key."""
         a, b = self.as_dict(), other.as_dict()
         return {k: (a[k], b.get(k)) for k in a if a[k] != b.get(k)}
@@ -268,7 +400,55 @@ def step_key(step: int) -> str:
 
 
 def parse_step_key(key: str) -> int:
-    return int(key.split("_", 1)[1])
+    """``"step_<n>"`` -> n (ValueError for anything else)."""
+    prefix, _, n = key.partition("_")
+    if prefix != "step" or not n.isdigit():
+        raise ValueError(f"{key!r} is not step_<n>")
+    return int(n)
+
+
+def read_config_file(folder) -> tuple[RunConfig, dict | None, list]:
+    """``(config, versions, version_history)`` from ``folder/config.json``.
+
+    ``versions`` is None for folders written before versions were recorded.
+
+    Raises:
+        FileNotFoundError: no ``config.json``.
+        RunFolderError: ``config.json`` is not a valid configuration.
+    """
+    path = Path(folder) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{Path(folder)} is not a run folder (no config.json)")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RunFolderError(path, f"not UTF-8 text ({exc.reason})") from exc
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(path, f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
+    if not isinstance(d, dict):
+        raise RunFolderError(path, f"expected a JSON object, found {type(d).__name__}")
+    versions = d.pop("versions", None)
+    history = d.pop("version_history", [])
+    if versions is not None and not (isinstance(versions, dict) and all(
+            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in versions.items())):
+        raise RunFolderError(path, "'versions' must map package names to version strings")
+    if not isinstance(history, list):
+        raise RunFolderError(path, "'version_history' must be a list")
+    try:
+        config = RunConfig.from_dict(d)
+    except (TypeError, ValueError) as exc:  # unknown or missing keys
+        raise RunFolderError(path, f"not a run configuration ({exc})") from exc
+    return config, versions, history
+
+
+def write_config_file(folder, config: RunConfig, versions: dict | None, history=()) -> None:
+    """Write ``folder/config.json`` atomically (the inverse of :func:`read_config_file`)."""
+    d = config.as_dict()
+    if versions is not None:
+        d["versions"] = dict(versions)
+    if history:
+        d["version_history"] = list(history)
+    atomic_write_text(Path(folder) / "config.json", json.dumps(d, indent=2) + "\n")
 
 
 class Run:
@@ -277,15 +457,20 @@ class Run:
     Attributes:
         path: the folder.
         config: its :class:`RunConfig`.
+        versions: package versions that computed it (:func:`package_versions`);
+            None for folders written before versions were recorded.
+        version_history: earlier versions after resumes allowed across versions,
+            ``[{"until_step": n, "versions": {...} or None}]``.
         records: list of record dicts, ordered by step.
+
+    Raises:
+        FileNotFoundError: ``path`` has no ``config.json``.
+        RunFolderError: ``config.json`` or ``records.jsonl`` cannot be read.
     """
 
     def __init__(self, path):
         self.path = Path(path)
-        cfg_file = self.path / "config.json"
-        if not cfg_file.exists():
-            raise FileNotFoundError(f"{self.path} is not a run folder (no config.json)")
-        self.config = RunConfig.from_dict(json.loads(cfg_file.read_text()))
+        self.config, self.versions, self.version_history = read_config_file(self.path)
         self.records = read_records(self.path / "records.jsonl")
 
     def __repr__(self):
@@ -313,19 +498,23 @@ class Run:
 
     def params(self) -> dict[int, np.ndarray]:
         """θ by tracked step."""
-        return {parse_step_key(k): v for k, v in _load_npz(self.path / "params.npz").items()}
+        return load_step_arrays(self.path / "params.npz")
 
     def spectra(self) -> dict[int, np.ndarray]:
         """Full spectra (ascending) by tracked step; empty when not exact."""
-        return {parse_step_key(k): v for k, v in _load_npz(self.path / "spectra.npz").items()}
+        return load_step_arrays(self.path / "spectra.npz")
+
+    def timings(self) -> list[dict]:
+        """``timings.jsonl``: ``{"step", "hessian_seconds", "hessian"}`` per tracked step."""
+        return read_jsonl(self.path / "timings.jsonl")
 
     def task(self) -> Task:
         return self.config.make_task()
 
     @property
     def complete(self) -> bool:
-        ck = _load_npz(self.path / "checkpoint.npz")
-        return bool(ck) and int(ck["step"]) == self.config.steps
+        ck = load_checkpoint_arrays(self.path / "checkpoint.npz")
+        return ck is not None and int(ck["step"]) == self.config.steps
 
 
 def load_run(path) -> Run:
@@ -333,16 +522,42 @@ def load_run(path) -> Run:
     return Run(path)
 
 
-def read_records(path) -> list[dict]:
+def read_jsonl(path) -> list[dict]:
+    """The JSON objects of a ``.jsonl`` file of a run folder, one per line, each with
+    an integer ``"step"`` (``[]`` if the file does not exist).
+
+    Raises:
+        RunFolderError: a line that is not such an object (naming the line).
+    """
     path = Path(path)
     if not path.exists():
         return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RunFolderError(path, f"not UTF-8 text ({exc.reason})") from exc
     out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            out.append(json.loads(line))
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RunFolderError(path, f"line {i} is not valid JSON ({exc.msg})") from exc
+        if not isinstance(obj, dict) or not _is_int(obj.get("step")):
+            raise RunFolderError(path, f"line {i} is not a JSON object with an integer 'step'")
+        out.append(obj)
     return out
 
 
+def read_records(path) -> list[dict]:
+    """``records.jsonl``: one dict per tracked step (see :func:`read_jsonl` for errors)."""
+    return read_jsonl(path)
+
+
+def jsonl_text(rows) -> str:
+    return "".join(json.dumps(r, sort_keys=False, allow_nan=True) + "\n" for r in rows)
+
+
 def records_text(records) -> str:
-    return "".join(json.dumps(r, sort_keys=False, allow_nan=True) + "\n" for r in records)
+    return jsonl_text(records)

@@ -1,4 +1,4 @@
-"""Deterministic tasks of seed 000 (§5, §6), Dupont et al. (2019) and seed 001.
+"""Deterministic tasks of seed 000 (§5, §6), Dupont et al. (2019), seed 001 and seed 004.
 
 Every task is generated from an integer ``seed`` alone (NumPy's
 ``default_rng([seed, 0])``): the same seed gives bit-identical arrays, a
@@ -13,7 +13,9 @@ Three kinds of sample, which is what minibatch SGD draws:
   common times; a sample is a whole trajectory (``spiral``).
 * ``"point"`` — ``N`` input points with a scalar target; a sample is one point,
   i.e. one initial condition of the flow (``nested-spheres``: labels ±1,
-  seed 000 Eq. 12; ``alpine02``: seed 001's regression target).
+  seed 000 Eq. 12; ``alpine02``: seed 001's regression target; ``digits``:
+  images with one of 10 class labels, seed 004's MNIST classification on
+  scikit-learn's bundled digits).
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Task", "TASKS", "TaskInfo", "make_task", "task_names"]
+__all__ = ["Task", "TASKS", "TaskInfo", "digits_images", "make_task", "task_names"]
 
 SAMPLE_KINDS = ("observation", "trajectory", "point")
-TARGET_KINDS = ("trajectory", "classification", "regression")
+TARGET_KINDS = ("trajectory", "classification", "multiclass", "regression")
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,9 @@ class Task:
     Attributes:
         name: registry name.
         sample: what one SGD sample is: ``"observation"``, ``"trajectory"`` or ``"point"``.
-        target: ``"trajectory"`` (fit states), ``"classification"`` (labels ±1)
-            or ``"regression"`` (scalar target).
+        target: ``"trajectory"`` (fit states), ``"classification"`` (labels ±1),
+            ``"multiclass"`` (integer labels ``0 .. num_classes - 1``) or
+            ``"regression"`` (scalar target).
         dim: data dimension ``d``.
         seed: the generating seed.
         t0: initial time (trajectory-type tasks; 0.0 otherwise).
@@ -59,7 +62,8 @@ class Task:
         y0: ``(K, d)`` initial conditions (``K = 1`` for observation tasks).
         ys: ``(K, T, d)`` true states at ``times``.
         x: ``(N, d)`` inputs (point tasks).
-        y: ``(N,)`` targets (point tasks): ±1 labels or regression values.
+        y: ``(N,)`` targets (point tasks): ±1 labels, int64 class labels
+            (multiclass) or regression values.
         params: the generator's settings (recorded in run configurations).
     """
 
@@ -86,9 +90,17 @@ class Task:
         return self.x.shape[0]
 
     @property
+    def num_classes(self) -> int | None:
+        """Number of classes of a multiclass task (None otherwise)."""
+        return self.params.get("num_classes") if self.target == "multiclass" else None
+
+    @property
     def output_dim(self) -> int:
-        """Dimension of a model's prediction: ``d`` for trajectories, 1 for points."""
-        return self.dim if self.target == "trajectory" else 1
+        """Dimension of a model's prediction: ``d`` for trajectories, the number of
+        classes (logits) for multiclass tasks, 1 for other points."""
+        if self.target == "trajectory":
+            return self.dim
+        return self.num_classes if self.target == "multiclass" else 1
 
     def arrays(self) -> dict:
         """All arrays of the task by name (for equality checks and saving)."""
@@ -184,6 +196,56 @@ def _alpine02(rng, dim, n, low=-5.0, high=5.0):
     return dict(x=x, y=alpine02(x), params=dict(low=low, high=high))
 
 
+#: Side length of the digits images for each supported ``dim``.
+DIGITS_IMAGE_SIZES = {64: 8, 196: 14, 784: 28}
+
+
+def digits_images(size: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled handwritten digits, scaled to [0, 1] and resized.
+
+    ``sklearn.datasets.load_digits`` (1797 images of 8×8 pixels with values
+    0–16, ten classes; it ships with scikit-learn, nothing is downloaded),
+    divided by 16, then upsampled to ``size × size`` by bilinear interpolation
+    (``scipy.ndimage.zoom`` with ``order=1``: corner pixel centres map to corner
+    pixel centres, values stay in [0, 1]). ``size = 28`` gives MNIST-sized
+    inputs (784 pixels) for seed 004's MNIST Neural ODE.
+
+    Args:
+        size: 8 (the original images), 14 or 28.
+
+    Returns:
+        ``(images (1797, size * size) float64 row-major, labels (1797,) int64)``.
+
+    Raises:
+        ValueError: another size. ImportError: scikit-learn is not installed.
+    """
+    if size not in DIGITS_IMAGE_SIZES.values():
+        raise ValueError(f"digits images come in sizes {sorted(DIGITS_IMAGE_SIZES.values())}, got {size!r}")
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("task 'digits' reads scikit-learn's bundled digits data; install scikit-learn") from exc
+    from scipy.ndimage import zoom
+
+    data = load_digits()
+    images = np.asarray(data.images, dtype=np.float64) / 16.0
+    if size != 8:
+        images = zoom(images, (1.0, size / 8.0, size / 8.0), order=1)
+    return images.reshape(len(images), -1), np.asarray(data.target, dtype=np.int64)
+
+
+def _digits(rng, dim, n):
+    # seed 004 §3.1.1 trains on MNIST; the bundled digits stand in without a download.
+    # A seed-dependent random subset (in random order) of the 1797 images.
+    size = DIGITS_IMAGE_SIZES[dim]
+    x, y = digits_images(size)
+    if n > len(x):
+        raise ValueError(f"task 'digits' has {len(x)} images; num_samples must be <= {len(x)}, got {n}")
+    idx = rng.permutation(len(x))[:n]
+    return dict(x=x[idx], y=y[idx], params=dict(image_size=size, num_classes=10,
+                                               upsampling="bilinear (scipy.ndimage.zoom, order=1)"))
+
+
 TASKS: dict[str, TaskInfo] = {
     "exponential-1d": TaskInfo(
         "exponential-1d", "observation", "trajectory", (1,), 1, 40,
@@ -200,6 +262,10 @@ TASKS: dict[str, TaskInfo] = {
     "alpine02": TaskInfo(
         "alpine02", "point", "regression", tuple(range(1, 9)), 2, 256,
         "f(x) = prod sqrt|x_i| sin x_i on [-5, 5]^d (seed 001)"),
+    "digits": TaskInfo(
+        "digits", "point", "multiclass", tuple(DIGITS_IMAGE_SIZES), 784, 1797,
+        "scikit-learn's 1797 handwritten 8x8 digits (10 classes), pixels/16, upsampled bilinearly to "
+        "14x14 or 28x28 (dim 64, 196 or 784 = image side squared); seed 004's MNIST task without a download"),
 }
 
 _GENERATORS = {
@@ -208,6 +274,7 @@ _GENERATORS = {
     "spiral": _spiral,
     "nested-spheres": _nested_spheres,
     "alpine02": _alpine02,
+    "digits": _digits,
 }
 
 
@@ -221,19 +288,21 @@ def make_task(name: str, seed: int = 0, dim: int | None = None, num_samples: int
 
     Args:
         name: one of :func:`task_names` (``exponential-1d``, ``coupled-sinusoids``,
-            ``spiral``, ``nested-spheres``, ``alpine02``).
+            ``spiral``, ``nested-spheres``, ``alpine02``, ``digits``).
         seed: non-negative integer; the data are drawn from ``default_rng([seed, 0])``.
         dim: data dimension (``nested-spheres``: 2, 3 or 4; ``alpine02``: 1-8;
+            ``digits``: 64, 196 or 784, images of side 8, 14 or 28 (default 784);
             fixed for the others). Default: the task's default.
         num_samples: observations (``exponential-1d``: 40, ``coupled-sinusoids``:
             40), trajectories (``spiral``: 16) or points (``nested-spheres``: 128,
-            ``alpine02``: 256).
+            ``alpine02``: 256, ``digits``: all 1797 images).
 
     Returns:
         :class:`Task`.
 
     Raises:
-        ValueError: unknown name, unsupported dimension, or a non-positive count.
+        ValueError: unknown name, unsupported dimension, a non-positive count, or
+            more ``digits`` samples than the 1797 images.
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; expected one of {task_names()}")

@@ -29,11 +29,9 @@ Optax state needs restoring on resumption.
 
 from __future__ import annotations
 
-import json
-import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -45,13 +43,21 @@ from pyodejl.experiments.runs import (
     ConfigMismatchError,
     Run,
     RunConfig,
-    _load_npz,
+    RunFolderError,
+    VersionMismatchError,
     atomic_savez,
     atomic_write_text,
-    parse_step_key,
+    jsonl_text,
+    load_checkpoint_arrays,
+    load_step_arrays,
+    package_versions,
+    read_config_file,
+    read_jsonl,
     read_records,
     records_text,
     step_key,
+    version_differences,
+    write_config_file,
 )
 
 __all__ = [
@@ -90,9 +96,9 @@ def tracking_indices(seed: int, num_samples: int, fraction: float) -> np.ndarray
     """The fixed subset (``ceil(fraction * num_samples)`` samples) whose loss is tracked; None = all."""
     if fraction >= 1.0:
         return None
-    size = max(2, math.ceil(fraction * num_samples))
-    rng = np.random.default_rng([int(seed), 3])
-    return np.sort(rng.choice(num_samples, size=size, replace=False))
+    from pyodejl.derivatives.minibatch import fraction_indices
+
+    return fraction_indices(num_samples, fraction, seed)
 
 
 # --------------------------------------------------------------------------------------
@@ -164,17 +170,75 @@ def _save_checkpoint(path: Path, step, theta, opt_state):
                  theta=np.asarray(theta, dtype=np.float64), num_leaves=np.asarray(len(leaves)), **arrays)
 
 
-def _load_checkpoint(path: Path, template_state):
-    ck = _load_npz(path / "checkpoint.npz")
-    if not ck:
+def _load_checkpoint(path: Path, template_state, num_params: int, steps: int):
+    """``(step, θ, Optax state)`` from ``checkpoint.npz``, or None if there is none.
+
+    Raises:
+        RunFolderError: unreadable, or arrays that do not fit the configuration.
+    """
+    file = path / "checkpoint.npz"
+    ck = load_checkpoint_arrays(file)
+    if ck is None:
         return None
     leaves, treedef = jax.tree_util.tree_flatten(template_state)
     n = int(ck["num_leaves"])
     if n != len(leaves):
-        raise ValueError(f"checkpoint in {path} has {n} optimizer arrays, expected {len(leaves)}; "
-                         "it was not written by this configuration")
-    restored = [jnp.asarray(ck[f"opt_{i}"], dtype=jnp.asarray(leaf).dtype) for i, leaf in enumerate(leaves)]
-    return int(ck["step"]), ck["theta"], jax.tree_util.tree_unflatten(treedef, restored)
+        raise RunFolderError(file, f"{n} optimizer arrays, expected {len(leaves)} for this configuration")
+    step = int(ck["step"])
+    if not 0 <= step <= steps:
+        raise RunFolderError(file, f"step {step} is outside 0..{steps}")
+    theta = ck["theta"]
+    if theta.shape != (num_params,) or theta.dtype.kind != "f":
+        raise RunFolderError(file, f"theta has shape {theta.shape} and dtype {theta.dtype}, "
+                                   f"expected ({num_params},) floats")
+    restored = []
+    for i, leaf in enumerate(leaves):
+        a, leaf = ck[f"opt_{i}"], jnp.asarray(leaf)
+        if a.shape != leaf.shape:
+            raise RunFolderError(file, f"optimizer array opt_{i} has shape {a.shape}, expected {leaf.shape}")
+        restored.append(jnp.asarray(a, dtype=leaf.dtype))
+    return step, theta, jax.tree_util.tree_unflatten(treedef, restored)
+
+
+def _tracked_steps(config: RunConfig, upto: int) -> set[int]:
+    out = set(range(0, upto + 1, config.hessian_every))
+    if upto >= config.steps:
+        out.add(config.steps)
+    return out
+
+
+def _restore_outputs(out: Path, config: RunConfig, start: int, num_params: int):
+    """Records, θ, spectra and timings of the tracked steps ``<= start``, checked complete.
+
+    Everything after the checkpoint's step is dropped (it is recomputed); one
+    timing line per step is kept (the last, for folders whose older versions
+    appended a line again after a resume).
+    """
+    records = [r for r in read_records(out / "records.jsonl") if r["step"] <= start]
+    params = {k: v for k, v in load_step_arrays(out / "params.npz").items() if k <= start}
+    spectra = {k: v for k, v in load_step_arrays(out / "spectra.npz").items() if k <= start}
+    timings = {t["step"]: t for t in read_jsonl(out / "timings.jsonl") if t["step"] <= start}
+    expected = _tracked_steps(config, start)
+    steps = [r["step"] for r in records]
+    if len(set(steps)) != len(steps) or steps != sorted(steps):
+        raise RunFolderError(out / "records.jsonl", "steps are repeated or out of order")
+    missing = sorted(expected - set(steps))
+    if missing:
+        raise RunFolderError(out / "records.jsonl", f"no records for tracked steps {missing[:5]} "
+                                                    f"(the checkpoint is at step {start})")
+    missing = sorted(expected - set(params))
+    if missing:
+        raise RunFolderError(out / "params.npz", f"no θ for tracked steps {missing[:5]} "
+                                                 f"(the checkpoint is at step {start})")
+    missing = sorted(r["step"] for r in records if r.get("hessian") == "exact" and r["step"] not in spectra)
+    if missing:
+        raise RunFolderError(out / "spectra.npz", f"no spectrum for exact steps {missing[:5]}")
+    for name, arrays in (("params.npz", params), ("spectra.npz", spectra)):
+        for k, v in arrays.items():
+            if v.shape != (num_params,):
+                raise RunFolderError(out / name, f"{step_key(k)} has shape {v.shape}, expected ({num_params},)")
+    return (records, {step_key(k): v for k, v in params.items()}, {step_key(k): v for k, v in spectra.items()},
+            [timings[k] for k in sorted(timings)])
 
 
 # --------------------------------------------------------------------------------------
@@ -182,11 +246,16 @@ def _load_checkpoint(path: Path, template_state):
 # --------------------------------------------------------------------------------------
 
 
-def _prepare_folder(out: Path, config: RunConfig, resume: bool):
+def _prepare_folder(out: Path, config: RunConfig, resume: bool, versions: dict):
+    """Create the folder or check its configuration.
+
+    Returns:
+        ``(saved versions, version history)`` of an existing folder, else None.
+    """
     out.mkdir(parents=True, exist_ok=True)
     cfg_file = out / "config.json"
     if cfg_file.exists():
-        saved = RunConfig.from_dict(json.loads(cfg_file.read_text()))
+        saved, saved_versions, history = read_config_file(out)
         diff = saved.diff(config)
         if diff:
             lines = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
@@ -196,15 +265,37 @@ def _prepare_folder(out: Path, config: RunConfig, resume: bool):
                 "to start over.")
         if not resume:
             raise FileExistsError(f"run folder {out} already exists and resume=False")
-    else:
-        stale = [f for f in ("records.jsonl", "params.npz", "spectra.npz", "checkpoint.npz") if (out / f).exists()]
-        if stale:
-            raise FileExistsError(f"{out} contains run files {stale} but no config.json; "
-                                  "refusing to overwrite them — choose an empty folder")
-        atomic_write_text(cfg_file, json.dumps(config.as_dict(), indent=2) + "\n")
+        return saved_versions, history
+    stale = [f for f in ("records.jsonl", "params.npz", "spectra.npz", "checkpoint.npz", "timings.jsonl")
+             if (out / f).exists()]
+    if stale:
+        raise FileExistsError(f"{out} contains run files {stale} but no config.json; "
+                              "refusing to overwrite them — choose an empty folder")
+    write_config_file(out, config, versions)
+    return None
+
+
+def _check_versions(out: Path, config: RunConfig, saved, history, current, start, allow):
+    """Refuse (or, if allowed, record) a resume at ``start`` under other versions."""
+    diff = version_differences(saved, current)
+    if not diff:
+        return
+    if not allow:
+        if saved is None:
+            what = ("records no package versions (it was written before pyodejl recorded them), "
+                    "so the versions of its results are unknown")
+        else:
+            what = "was computed under other package versions (" + ", ".join(
+                f"{k}: saved {a}, now {b}" for k, (a, b) in diff.items()) + ")"
+        raise VersionMismatchError(
+            f"run folder {out} {what}; resuming it at step {start} would mix results of different versions. "
+            "Pass allow_version_change=True (command line: --allow-version-change) to resume anyway, "
+            "or use another output folder", diff)
+    write_config_file(out, config, current, [*history, {"until_step": int(start), "versions": saved}])
 
 
 def track(config: RunConfig | dict, out, *, progress: bool = True, resume: bool = True,
+          allow_version_change: bool = False,
           callback: Callable[[int, np.ndarray], None] | None = None) -> Run:
     """Train with Hessian tracking, writing (or resuming) the run folder ``out``.
 
@@ -214,9 +305,19 @@ def track(config: RunConfig | dict, out, *, progress: bool = True, resume: bool 
         out: run folder. If it holds a run with the same configuration, training
             resumes from its checkpoint (a finished run returns at once); a
             different configuration raises :class:`ConfigMismatchError` naming
-            the differing keys.
+            the differing keys; an unreadable file raises
+            :class:`~pyodejl.experiments.runs.RunFolderError` naming it.
         progress: show a tqdm bar of training steps and Hessian work.
         resume: if False, an existing folder is an error.
+        allow_version_change: resume an unfinished run although it was
+            computed under other versions of pyodejl, JAX, jaxlib, Diffrax,
+            Equinox, Optax or NumPy (or records none: folders written before
+            versions were recorded). Without it such a resume raises
+            :class:`~pyodejl.experiments.runs.VersionMismatchError` naming the
+            packages; with it the new versions are saved and the old ones
+            appended to ``version_history`` with the step up to which they
+            computed the records. A finished run is returned as it is, whatever
+            the versions, since nothing is computed.
         callback: ``callback(step, theta)`` after every optimiser update (for
             monitoring; an exception raised in it stops the run like a kill).
 
@@ -232,7 +333,8 @@ def track(config: RunConfig | dict, out, *, progress: bool = True, resume: bool 
         raise TypeError(f"config must be a RunConfig or dict, got {type(config).__name__}")
     config = config.resolved()
     out = Path(out)
-    _prepare_folder(out, config, resume)
+    versions = package_versions()
+    existing = _prepare_folder(out, config, resume, versions)
 
     task = config.make_task()
     spec = config.model_spec().resolved(task)
@@ -245,15 +347,18 @@ def track(config: RunConfig | dict, out, *, progress: bool = True, resume: bool 
     opt_state = opt.init(jnp.asarray(theta0))
 
     # ---- resume ------------------------------------------------------------------
-    ck = _load_checkpoint(out, opt_state)
+    ck = _load_checkpoint(out, opt_state, expected_p, config.steps)
     if ck is None:
         start, theta = 0, theta0
-        records, params, spectra = [], {}, {}
+        records, params, spectra, timings = [], {}, {}, []
+        if existing is not None and existing != (versions, []):
+            # killed before its first checkpoint: nothing is kept, so it starts afresh under these versions
+            write_config_file(out, config, versions)
     else:
         start, theta, opt_state = ck
-        records = [r for r in read_records(out / "records.jsonl") if r["step"] <= start]
-        params = {k: v for k, v in _load_npz(out / "params.npz").items() if parse_step_key(k) <= start}
-        spectra = {k: v for k, v in _load_npz(out / "spectra.npz").items() if parse_step_key(k) <= start}
+        if existing is not None and start < config.steps:
+            _check_versions(out, config, *existing, versions, start, allow_version_change)
+        records, params, spectra, timings = _restore_outputs(out, config, start, expected_p)
     done = {r["step"] for r in records}
 
     track_idx = tracking_indices(config.seed, n, config.hessian_fraction)
@@ -274,7 +379,7 @@ def track(config: RunConfig | dict, out, *, progress: bool = True, resume: bool 
             if is_tracked(step) and step not in done:
                 bar.set_description(f"hessian @ step {step}")
                 rec, spectrum, secs = curvature_record(track_obj, theta, config, step)
-                if task.target == "classification":
+                if task.target in ("classification", "multiclass"):
                     rec["accuracy"] = accuracy(spec, task, theta, track_idx)
                 rec["tracked_samples"] = int(n if track_idx is None else len(track_idx))
                 records.append(rec)
@@ -286,8 +391,8 @@ def track(config: RunConfig | dict, out, *, progress: bool = True, resume: bool 
                 atomic_savez(out / "params.npz", **params)
                 if spectra:
                     atomic_savez(out / "spectra.npz", **spectra)
-                with open(out / "timings.jsonl", "a") as fh:
-                    fh.write(json.dumps({"step": step, "hessian_seconds": secs, "hessian": rec["hessian"]}) + "\n")
+                timings.append({"step": step, "hessian_seconds": secs, "hessian": rec["hessian"]})
+                atomic_write_text(out / "timings.jsonl", jsonl_text(timings))
                 _save_checkpoint(out, step, theta, opt_state)
                 last_ckpt = step
                 bar.set_postfix(loss=f"{rec['loss']:.3g}", eig_max=f"{rec['eig_max']:.3g}")
@@ -341,7 +446,10 @@ def objective_from_run(folder, *, fraction: bool = True):
         a pyodejl objective (:class:`pyodejl.ObservationLoss` or :class:`pyodejl.FunctionObjective`).
     """
     run = Run(folder)
-    config = run.config.resolved()
+    try:
+        config = run.config.resolved()
+    except ValueError as exc:
+        raise RunFolderError(run.path / "config.json", f"invalid configuration ({exc})") from exc
     task = config.make_task()
     spec = config.model_spec().resolved(task)
     idx = tracking_indices(config.seed, task.num_samples, config.hessian_fraction) if fraction else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -37,6 +37,9 @@ def activation_fn(name: str) -> Callable:
 
 class MLP(eqx.Module):
     """A fully connected network ``R^sizes[0] -> R^sizes[-1]`` read from a flat θ.
+
+    As a vector field (the protocol of :mod:`pyodejl.models.vector_field`) it is
+    called ``mlp(t, y, theta)``; as a plain network, ``mlp.apply(theta, x, t=None)``.
 
     The network holds no parameters itself: it is a pure function of a flat
     float64 parameter vector ``theta`` of length :attr:`num_params`, so that
@@ -92,6 +95,12 @@ class MLP(eqx.Module):
         return shapes
 
     @property
+    def state_dim(self) -> int:
+        """The input width: the state dimension d when used as a vector field
+        (which then needs ``sizes[-1] == sizes[0]``)."""
+        return self.sizes[0]
+
+    @property
     def num_params(self) -> int:
         """Length p of θ."""
         return sum(o * i + o for (o, i), _ in self.layer_shapes())
@@ -123,7 +132,11 @@ class MLP(eqx.Module):
             out.append((w, b))
         return out
 
-    def __call__(self, theta, x, t=None):
+    def __call__(self, t, y, theta):
+        """The vector field f(t, y; θ): ``y`` ``(..., sizes[0])`` -> ``(..., sizes[-1])``."""
+        return self.apply(theta, y, t)
+
+    def apply(self, theta, x, t=None):
         """Evaluate the network.
 
         Args:

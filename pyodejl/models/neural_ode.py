@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import to_device
-from pyodejl.models.mlp import MLP
-from pyodejl.solving.solvers import solver_spec
+from pyodejl._validation import check_initial_state, check_theta, check_times
+from pyodejl.models.vector_field import check_vector_field
+from pyodejl.solving.controllers import resolve_controller
+from pyodejl.solving.solvers import Solver, solver_spec
 
 
 def _positive(name, value):
@@ -24,94 +27,132 @@ def _positive(name, value):
 
 
 class NeuralODE(eqx.Module):
-    """dy/dt = f(t, y; θ) with f an :class:`MLP`, solved by a named solver.
+    """dy/dt = f(t, y; θ) for any vector field f, solved by a solver and a step-size controller.
 
     Chen et al. (2018), *Neural Ordinary Differential Equations*; augmentation
     as in Dupont et al. (2019), *Augmented Neural ODEs* (seed 000, Eq. 9).
 
     Args:
-        vector_field: an :class:`MLP` with ``sizes[0] == sizes[-1]`` (the state
-            dimension ``D``, augmented dimensions included).
-        solver: ``"dopri5"`` (default), ``"tsit5"``, ``"dopri8"``, ``"bosh3"``,
-            ``"kvaerno5"`` (implicit, for stiff problems) — adaptive — or the
-            fixed-step ``"euler"``, ``"heun"``, ``"rk4"``, which need ``dt``.
-        rtol, atol: local error tolerances of adaptive solvers (default 1e-7, 1e-9).
+        vector_field: anything following the vector-field protocol
+            (:mod:`pyodejl.models.vector_field`): ``num_params`` and a pure JAX
+            ``__call__(t, y, theta)`` — a :class:`pyodejl.MLP`, a
+            :class:`pyodejl.VectorField` or your own object. Its state includes
+            the augmented dimensions.
+        solver: a :class:`pyodejl.solving.Solver` or its name: ``"dopri5"``
+            (default), ``"tsit5"``, ``"dopri8"``, ``"bosh3"``, ``"kvaerno5"``
+            (implicit, for stiff problems) — adaptive — or the fixed-step
+            ``"euler"``, ``"heun"``, ``"rk4"``, which need ``dt``.
+        rtol: relative local error tolerance of adaptive solvers (default 1e-7).
+        atol: absolute local error tolerance (default 1e-9).
         dt: step for fixed-step solvers; for adaptive ones the initial step
-            (``None``: chosen automatically).
+            (``None``: Hairer's rule).
         max_steps: step limit of one solve (default 4096); hitting it raises
             :class:`pyodejl.solving.SolveError`.
         augment_dim: number of zero-initialised dimensions appended to the data
             state (default 0). Data have ``D - augment_dim`` dimensions.
+        controller: a step-size controller or its name (default: ``"pid"`` for
+            adaptive solvers, ``"constant"`` for fixed-step ones; see
+            :mod:`pyodejl.solving.controllers`).
+        error_dims: how many leading state entries enter step-size control
+            (default None: all). Objectives with running costs set it so that the
+            appended integrals do not steer the steps.
 
     The object is immutable and hashable: compiled functions are cached per model.
     """
 
-    vector_field: MLP = eqx.field(static=True)
-    solver: str = eqx.field(static=True)
+    vector_field: object = eqx.field(static=True)
+    solver: Solver = eqx.field(static=True)
     rtol: float = eqx.field(static=True)
     atol: float = eqx.field(static=True)
     dt: float | None = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
     augment_dim: int = eqx.field(static=True)
+    controller: object = eqx.field(static=True)
+    error_dims: int | None = eqx.field(static=True)
 
     def __init__(
         self,
-        vector_field: MLP,
-        solver: str = "dopri5",
+        vector_field,
+        solver="dopri5",
         rtol: float = 1e-7,
         atol: float = 1e-9,
         dt: float | None = None,
         max_steps: int = 4096,
         augment_dim: int = 0,
+        controller=None,
+        error_dims: int | None = None,
     ):
-        if not isinstance(vector_field, MLP):
-            raise TypeError(f"vector_field must be a pyodejl.MLP, got {type(vector_field).__name__}")
-        if vector_field.sizes[0] != vector_field.sizes[-1]:
-            raise ValueError(
-                "a vector field maps the state to its derivative, so its input and output "
-                f"widths must match; got sizes {vector_field.sizes}"
-            )
+        check_vector_field(vector_field)
         spec = solver_spec(solver)
         self.rtol = _positive("rtol", rtol)
         self.atol = _positive("atol", atol)
         if dt is not None:
             dt = _positive("dt", dt)
         elif not spec.adaptive:
-            raise ValueError(f"solver {solver!r} takes fixed steps and needs dt > 0")
-        if int(max_steps) != max_steps or max_steps < 1:
+            raise ValueError(f"solver {spec.name!r} takes fixed steps and needs dt > 0")
+        if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
             raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-        if int(augment_dim) != augment_dim or not 0 <= augment_dim < vector_field.sizes[0]:
-            raise ValueError(
-                f"augment_dim must be an integer in [0, {vector_field.sizes[0]}), got {augment_dim!r}"
-            )
+        state_dim = getattr(vector_field, "state_dim", None)
+        if isinstance(augment_dim, bool) or int(augment_dim) != augment_dim or augment_dim < 0:
+            raise ValueError(f"augment_dim must be a non-negative integer, got {augment_dim!r}")
+        if state_dim is not None and augment_dim >= state_dim:
+            raise ValueError(f"augment_dim must be an integer in [0, {state_dim}), got {augment_dim!r}")
+        if error_dims is not None and (int(error_dims) != error_dims or error_dims < 1):
+            raise ValueError(f"error_dims must be a positive integer or None, got {error_dims!r}")
         self.vector_field = vector_field
-        self.solver = solver
+        self.solver = spec
         self.dt = dt
         self.max_steps = int(max_steps)
         self.augment_dim = int(augment_dim)
+        self.controller = resolve_controller(controller, spec.adaptive)
+        self.error_dims = None if error_dims is None else int(error_dims)
+        if state_dim is not None:
+            self.check_state_dim(state_dim)
 
     @property
     def num_params(self) -> int:
         """Number of vector-field parameters."""
-        return self.vector_field.num_params
+        return int(self.vector_field.num_params)
 
     @property
-    def state_dim(self) -> int:
-        """D: dimension of the (augmented) state."""
-        return self.vector_field.sizes[0]
+    def state_dim(self) -> int | None:
+        """D: dimension of the (augmented) state, or None if the vector field leaves it to y0."""
+        return getattr(self.vector_field, "state_dim", None)
 
     @property
-    def data_dim(self) -> int:
-        """Dimension of the data (state without augmentation)."""
-        return self.state_dim - self.augment_dim
+    def data_dim(self) -> int | None:
+        """Dimension of the data (state without augmentation), or None if not fixed."""
+        return None if self.state_dim is None else self.state_dim - self.augment_dim
+
+    def check_state_dim(self, D: int) -> None:
+        """Raise ValueError unless f maps a state of size D to a derivative of size D."""
+        t = jax.ShapeDtypeStruct((), jnp.float64)
+        y = jax.ShapeDtypeStruct((D,), jnp.float64)
+        th = jax.ShapeDtypeStruct((self.num_params,), jnp.float64)
+        try:
+            out = jax.eval_shape(self.vector_field, t, y, th)
+        except Exception as exc:  # the field's own error, re-raised with context
+            raise ValueError(f"the vector field cannot be evaluated on a state of shape ({D},): {exc}") from exc
+        shape = getattr(out, "shape", None)
+        if shape != (D,):
+            raise ValueError(
+                "a vector field maps the state to its derivative, so its output shape must match "
+                f"the state's: f(t, y, theta) should be ({D},), got {shape}"
+            )
 
     def init(self, seed: int = 0) -> np.ndarray:
-        """Initial θ of the vector field (see :meth:`MLP.init`)."""
+        """Initial θ of the vector field (its ``init(seed)``)."""
+        if not hasattr(self.vector_field, "init"):
+            raise NotImplementedError(f"vector field {self.vector_field!r} has no init(seed); give theta explicitly")
         return self.vector_field.init(seed)
 
     def rhs(self, t, y, theta):
-        """f(t, y; θ) for ``y`` of shape ``(..., D)``."""
-        return self.vector_field(theta, y, t)
+        """f(t, y; θ) for ``y`` of shape ``(D,)`` or ``(..., D)`` (batches by ``vmap``)."""
+        if y.ndim == 1:
+            return self.vector_field(t, y, theta)
+        flat = y.reshape(-1, y.shape[-1])
+        out = jax.vmap(self.vector_field, in_axes=(None, 0, None))(t, flat, theta)
+        return out.reshape(y.shape)
 
     def augment(self, y0):
         """Append ``augment_dim`` zeros to the last axis of ``y0``."""
@@ -129,9 +170,10 @@ class NeuralODE(eqx.Module):
             y0: ``(data_dim,)`` or ``(B, data_dim)``.
 
         Returns:
-            :class:`pyodejl.solving.Solution`; ``ys`` is ``(T, D)`` or ``(B, T, D)``.
+            :class:`pyodejl.solving.Solution`; ``ys`` is ``(T, D)`` or
+            ``(B, T, D)``; ``steps`` is the per-step record
+            (:class:`pyodejl.solving.StepRecord`) of the accepted steps.
         """
-        from pyodejl.derivatives.validation import check_initial_state, check_theta, check_times
         from pyodejl.solving.integrate import adaptive_solve
 
         theta = check_theta(theta, self.num_params)
@@ -139,7 +181,9 @@ class NeuralODE(eqx.Module):
         y0 = np.asarray(y0, dtype=np.float64)
         single = y0.ndim == 1
         y0b = check_initial_state(y0, self.data_dim)
+        if self.state_dim is None:
+            self.check_state_dim(y0b.shape[1] + self.augment_dim)
         sol = adaptive_solve(self, theta, ts, self.augment(to_device(y0b)))
         if single:
-            sol.ys = sol.ys[0]
+            sol = sol.single()
         return sol

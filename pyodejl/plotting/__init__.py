@@ -1,6 +1,33 @@
-"""Matplotlib plots for pyodejl results."""
+"""Matplotlib plots for pyodejl results: they draw what they are given and compute no curvature."""
 
-from .spectra import (plot_cumulative_density, plot_density, plot_eigenvalue_histogram,
-                      plot_ritz_convergence, plot_sketch_error)
-from .training import (loss_surface, plot_evolution, plot_fd_error, plot_hessian_time,
-                       plot_loss_surface, plot_metric_grid, plot_runs, plot_spectra_stages)
+from .spectra import (
+    plot_cumulative_density,
+    plot_density,
+    plot_eigenvalue_histogram,
+    plot_ritz_convergence,
+    plot_sketch_error,
+)
+from .training import (
+    plot_evolution,
+    plot_fd_error,
+    plot_hessian_time,
+    plot_loss_surface,
+    plot_metric_grid,
+    plot_runs,
+    plot_spectra_stages,
+)
+
+__all__ = [
+    "plot_cumulative_density",
+    "plot_density",
+    "plot_eigenvalue_histogram",
+    "plot_evolution",
+    "plot_fd_error",
+    "plot_hessian_time",
+    "plot_loss_surface",
+    "plot_metric_grid",
+    "plot_ritz_convergence",
+    "plot_runs",
+    "plot_sketch_error",
+    "plot_spectra_stages",
+]

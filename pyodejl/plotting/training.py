@@ -3,7 +3,9 @@ seed 003 Fig. 1 for the loss surface).
 
 Every ``plot_*`` function returns a Matplotlib ``Figure`` and, given ``path``,
 also saves it there (PNG at 150 dpi unless the suffix says otherwise). Runs may
-be given as folders or :class:`pyodejl.experiments.Run` objects.
+be given as :class:`pyodejl.experiments.Run` objects (``load_run(folder)``);
+plotting draws what it is given and computes no curvature itself (loss surfaces
+come from :func:`pyodejl.experiments.loss_surface`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ __all__ = [
     "plot_spectra_stages",
     "plot_fd_error",
     "plot_hessian_time",
-    "loss_surface",
     "plot_loss_surface",
     "plot_runs",
 ]
@@ -41,13 +42,16 @@ def _plt():
 
 
 def _as_runs(runs):
-    from pyodejl.experiments.runs import Run
-
-    if isinstance(runs, (str, Path, Run)):
+    # a run is anything with `records`, `config`, `spectra()` and `label`
+    # (pyodejl.experiments.Run); plotting reads them and computes nothing
+    if hasattr(runs, "records"):
         runs = [runs]
-    out = [r if isinstance(r, Run) else Run(r) for r in runs]
+    out = list(runs)
     if not out:
         raise ValueError("no runs given")
+    for r in out:
+        if not hasattr(r, "records"):
+            raise TypeError(f"expected run objects (pyodejl.experiments.load_run(folder)), got {r!r}")
     return out
 
 
@@ -231,60 +235,8 @@ def plot_hessian_time(num_params, times: dict, path=None, title=None):
     return _save(fig, path)
 
 
-def loss_surface(obj, theta, directions=None, radius=1.0, num=21, method=None, chunk=64):
-    """Loss on a grid in the plane of two directions through θ (seed 003 Fig. 1, PyHessian).
-
-    Args:
-        obj: a pyodejl objective.
-        theta: ``(p,)``.
-        directions: ``(p, 2)`` orthonormal columns; default the eigenvectors of the
-            two largest Hessian eigenvalues (exact ``eigh`` for p <= 1000, else Lanczos).
-        radius: the grid spans ``[-radius, radius]`` along each direction.
-        num: grid points per axis.
-        method: Hessian method for the directions.
-        chunk: losses evaluated per compiled batch.
-
-    Returns:
-        ``(alphas (num,), betas (num,), Z (num, num), directions (p, 2))`` with
-        ``Z[i, j] = L(θ + alphas[j] d1 + betas[i] d2)``; NaN where a solve failed.
-    """
-
-    from pyodejl._jit import to_device
-    from pyodejl.derivatives.autodiff import batched_values
-
-    theta = np.asarray(theta, dtype=np.float64)
-    p = obj.num_params
-    if directions is None:
-        if p <= 1000:
-            H = obj.hessian(theta, method=method)
-            w, U = np.linalg.eigh(0.5 * (H + H.T))
-            directions = U[:, [-1, -2]]
-        else:
-            from pyodejl.spectral import eigenvalues
-
-            res = eigenvalues(obj.hessian_operator(theta, method=method), k=2, which="largest", seed=0)
-            directions = res.eigenvectors[:, :2]
-    D = np.asarray(directions, dtype=np.float64)
-    if D.shape != (p, 2):
-        raise ValueError(f"directions must have shape ({p}, 2), got {D.shape}")
-    alphas = np.linspace(-radius, radius, num)
-    betas = np.linspace(-radius, radius, num)
-    A, B = np.meshgrid(alphas, betas)
-    thetas = theta[None, :] + A.reshape(-1, 1) * D[:, 0] + B.reshape(-1, 1) * D[:, 1]
-    fn, args = obj.value_function()
-    vals = np.empty(len(thetas))
-    for s in range(0, len(thetas), chunk):
-        block = thetas[s : s + chunk]
-        pad = chunk - len(block)
-        if pad:
-            block = np.concatenate([block, np.repeat(block[-1:], pad, axis=0)])
-        out = np.asarray(batched_values(fn, to_device(block), args))
-        vals[s : s + chunk] = out[: chunk - pad]
-    return alphas, betas, vals.reshape(num, num), D
-
-
 def plot_loss_surface(alphas, betas, Z, path=None, title=None, log=True):
-    """3-D surface and contour map of :func:`loss_surface` output (seed 003 Fig. 1)."""
+    """3-D surface and contour map of :func:`pyodejl.experiments.loss_surface` output (seed 003 Fig. 1)."""
     plt = _plt()
     A, B = np.meshgrid(alphas, betas)
     Zp = np.log10(np.maximum(Z, 1e-300)) if log else Z
@@ -306,12 +258,16 @@ def plot_loss_surface(alphas, betas, Z, path=None, title=None, log=True):
     return _save(fig, path)
 
 
-def plot_runs(runs, out, labels=None, surface=False, radius=None) -> list[Path]:
+def plot_runs(runs, out, labels=None, surfaces=None) -> list[Path]:
     """All figures for one run or an overlay of several (``python -m pyodejl plot``).
 
     One run: ``evolution.png``, ``spectra.png`` (exact runs), ``surface.png``
-    (with ``surface=True``). Several: ``overlay.png`` (evolution of every run),
-    ``eig_max_panels.png`` and each exact run's ``spectra_<i>.png``.
+    (given ``surfaces``). Several: ``overlay.png`` (evolution of every run),
+    ``eig_max_panels.png``, each exact run's ``spectra_<i>.png`` and ``surface_<i>.png``.
+
+    Args:
+        surfaces: optional list, one per run, of ``(alphas, betas, Z, step)`` from
+            :func:`pyodejl.experiments.run_surface`.
 
     Returns:
         the written paths.
@@ -340,15 +296,10 @@ def plot_runs(runs, out, labels=None, surface=False, radius=None) -> list[Path]:
         for i, run in enumerate(runs):
             if run.spectra():
                 keep(plot_spectra_stages(run, title=f"Hessian spectra — {labels[i]}"), f"spectra_{i}.png")
-    if surface:
-        from pyodejl.experiments.tracking import objective_from_run
-
-        for i, run in enumerate(runs):
-            params = run.params()
-            last = max(params)
-            obj = objective_from_run(run.path)
-            r = radius if radius is not None else max(0.5, 0.5 * float(np.linalg.norm(params[last])) / np.sqrt(obj.num_params))
-            a, b, Z, _ = loss_surface(obj, params[last], radius=r)
+    if surfaces is not None:
+        if len(surfaces) != len(runs):
+            raise ValueError(f"surfaces needs one entry per run ({len(runs)}), got {len(surfaces)}")
+        for i, (a, b, Z, last) in enumerate(surfaces):
             name = "surface.png" if len(runs) == 1 else f"surface_{i}.png"
             keep(plot_loss_surface(a, b, Z, title=f"loss along top-2 eigenvectors, step {last} — {labels[i]}"), name)
     return written

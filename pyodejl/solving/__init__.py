@@ -1,25 +1,39 @@
-"""Solving: named solvers, adaptive solves and frozen-grid replays."""
+"""Solving: solvers and step-size controllers as values, adaptive solves, frozen-grid replays, per-step records.
 
+Where things go: a new solver is a :class:`Solver` value and an entry in
+:data:`SOLVERS` (``solvers.py``); a new step-size controller is a class and an
+entry in :data:`CONTROLLERS` (``controllers.py``); a new per-step estimate is a
+function of a :class:`StepRecord` (``steps.py``).
+"""
+
+from pyodejl.solving.controllers import CONTROLLERS, ConstantStepSize, PIDController
 from pyodejl.solving.integrate import (
     Solution,
     SolveError,
     SolveStats,
     StepGrid,
     adaptive_solve,
-    grid_diagnostics,
     grid_states,
+    record_steps,
 )
-from pyodejl.solving.solvers import SOLVERS, SolverSpec, solver_spec
+from pyodejl.solving.solvers import SOLVERS, Solver, solver_spec
+from pyodejl.solving.steps import StepRecord, error_ratios, shampine_stiffness
 
 __all__ = [
+    "CONTROLLERS",
     "SOLVERS",
+    "ConstantStepSize",
+    "PIDController",
     "Solution",
     "SolveError",
     "SolveStats",
-    "SolverSpec",
+    "Solver",
     "StepGrid",
+    "StepRecord",
     "adaptive_solve",
-    "grid_diagnostics",
+    "error_ratios",
     "grid_states",
+    "record_steps",
+    "shampine_stiffness",
     "solver_spec",
 ]

@@ -24,23 +24,30 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from pyodejl.solving.controllers import PIDController
 from pyodejl.solving.explicit_rk import Tableau, rk_step
-
-SAFETY, FACTOR_MIN, FACTOR_MAX = 0.9, 0.2, 10.0
 
 
 def _rms(x):
     return jnp.sqrt(jnp.sum(x * x)) / (x.size**0.5)
 
 
-def initial_step(f, t0, y0, f0, error_order, rtol, atol):
+def controlled(x, error_dims):
+    """The part of a state that step-size control sees: the first ``error_dims``
+    entries of the last axis (all of it when None). Entries appended for
+    running costs or constant inputs are left out (as RNODE does)."""
+    return x if error_dims is None else x[..., :error_dims]
+
+
+def initial_step(f, t0, y0, f0, error_order, rtol, atol, error_dims=None):
     """Hairer's starting step (Hairer, Nørsett & Wanner 1993, §II.4), as Diffrax takes it."""
-    scale = atol + jnp.abs(y0) * rtol
-    d0, d1 = _rms(y0 / scale), _rms(f0 / scale)
+    c = lambda x: controlled(x, error_dims)
+    scale = atol + jnp.abs(c(y0)) * rtol
+    d0, d1 = _rms(c(y0) / scale), _rms(c(f0) / scale)
     small = (d0 < 1e-5) | (d1 < 1e-5)
     h0 = jnp.where(small, 1e-6, 0.01 * (d0 / jnp.where(small, 1.0, d1)))
     f1 = f(t0 + h0, y0 + h0 * f0)
-    d2 = _rms((f1 - f0) / scale) / h0
+    d2 = _rms(c(f1 - f0) / scale) / h0
     max_d = jnp.maximum(d1, d2)
     h1 = jnp.where(max_d <= 1e-15, jnp.maximum(1e-6, h0 * 1e-3), (0.01 / max_d) ** (1 / error_order))
     return jnp.minimum(100 * h0, h1)
@@ -58,7 +65,19 @@ def _ulps_below(t, n: int):
     return jax.lax.bitcast_convert_type(jnp.where(t > 0, bits - n, bits + n), t.dtype)
 
 
-def adaptive_rk(tab: Tableau, error_order: float, rtol: float, atol: float, max_steps: int, f, ts, y0, dt0=None):
+def adaptive_rk(
+    tab: Tableau,
+    error_order: float,
+    rtol: float,
+    atol: float,
+    max_steps: int,
+    f,
+    ts,
+    y0,
+    dt0=None,
+    controller: PIDController | None = None,
+    error_dims: int | None = None,
+):
     """Integrate ``dy/dt = f(t, y)`` from ``ts[0]`` to ``ts[-1]`` with step-size control.
 
     Pure and traceable (call it under ``jax.jit``; it vmaps). Not meant to be
@@ -77,6 +96,10 @@ def adaptive_rk(tab: Tableau, error_order: float, rtol: float, atol: float, max_
         y0: initial state, any shape (the error norm is taken over all of it,
             so a batch is solved as one system).
         dt0: initial step (default None: Hairer's rule, one extra evaluation of f).
+        controller: the :class:`~pyodejl.solving.controllers.PIDController`
+            whose constants set the step-size update (default: Diffrax's defaults).
+        error_dims: only the first ``error_dims`` entries of the state's last
+            axis enter the error norm (default None: all).
 
     Returns:
         ``(times, ys, stats, ok)``: ``times`` ``(max_steps + 1,)`` the accepted
@@ -88,7 +111,9 @@ def adaptive_rk(tab: Tableau, error_order: float, rtol: float, atol: float, max_
     t0, t_end = ts[0], ts[-1]
     t_floor = _ulps_below(t_end, 100)  # a step ending above it is rounded up to t_end
     f0 = f(t0, y0)
-    h = initial_step(f, t0, y0, f0, error_order, rtol, atol) if dt0 is None else dt0
+    h = initial_step(f, t0, y0, f0, error_order, rtol, atol, error_dims) if dt0 is None else dt0
+    controller = PIDController() if controller is None else controller
+    safety, factor_min, factor_max = controller.safety, controller.factor_min, controller.factor_max
     t1 = jnp.minimum(jnp.minimum(t0 + h, _next_stop(t0, ts)), t_end)
 
     times = jnp.full((max_steps + 1,), jnp.inf, dtype=ts.dtype).at[0].set(t0)
@@ -106,12 +131,13 @@ def adaptive_rk(tab: Tableau, error_order: float, rtol: float, atol: float, max_
         # a step into a region where f is NaN is rejected, not propagated
         err = jnp.where(jnp.isnan(err), jnp.inf, err)
         y1_safe = jnp.where(jnp.any(jnp.isnan(y1)), y, y1)
-        ratio = _rms(err / (atol + jnp.maximum(jnp.abs(y), jnp.abs(y1_safe)) * rtol))
+        c = lambda x: controlled(x, error_dims)
+        ratio = _rms(c(err) / (atol + jnp.maximum(jnp.abs(c(y)), jnp.abs(c(y1_safe))) * rtol))
         keep = ratio < 1
         factor = jnp.clip(
-            SAFETY * (1 / ratio) ** (1 / error_order),
-            jnp.where(keep, 1.0, FACTOR_MIN),
-            jnp.where(keep, FACTOR_MAX, SAFETY),
+            safety * (1 / ratio) ** (1 / error_order),
+            jnp.where(keep, 1.0, factor_min),
+            jnp.where(keep, factor_max, safety),
         )
         next_t0 = jnp.minimum(jnp.where(keep, t1, t0), t_end)
         next_t1 = jnp.minimum(next_t0 + (t1 - t0) * factor, _next_stop(next_t0, ts))

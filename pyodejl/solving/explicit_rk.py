@@ -27,7 +27,7 @@ class Tableau:
     fsal: bool
 
     @classmethod
-    def from_diffrax(cls, t: diffrax.ButcherTableau) -> "Tableau":
+    def from_diffrax(cls, t: diffrax.ButcherTableau) -> Tableau:
         return cls(
             c=tuple(float(x) for x in t.c),
             a=tuple(tuple(float(x) for x in row) for row in t.a_lower),
@@ -54,6 +54,22 @@ def combine(y0, h, weights, ks):
     return y0 if acc is None else y0 + h * acc
 
 
+def _rk(tab: Tableau, f, t0, t1, y0, f0):
+    h = t1 - t0
+    ks, times, inputs = [f0], [t0], [y0]
+    for ci, row in zip(tab.c, tab.a):
+        times.append(t0 + ci * h)
+        inputs.append(combine(y0, h, row, ks))
+        ks.append(f(times[-1], inputs[-1]))
+    y1 = combine(y0, h, tab.b, ks)
+    if tab.b_error is None:
+        err = y1 * 0.0
+    else:
+        err = combine(y0 * 0.0, h, tab.b_error, ks)
+    f1 = ks[-1] if tab.fsal else f(t1, y1)
+    return y1, err, f1, times, inputs, ks
+
+
 def rk_stages(tab: Tableau, f, t0, t1, y0, f0):
     """One explicit RK step from (t0, y0) to t1, also returning where f was called.
 
@@ -67,42 +83,30 @@ def rk_stages(tab: Tableau, f, t0, t1, y0, f0):
         (free for FSAL tableaux) and the time and state of every stage,
         ``(s,)`` and ``(s, *y0.shape)``; stage 0 is ``(t0, y0)``.
     """
-    h = t1 - t0
-    ks, times, inputs = [f0], [t0], [y0]
-    for ci, row in zip(tab.c, tab.a):
-        times.append(t0 + ci * h)
-        inputs.append(combine(y0, h, row, ks))
-        ks.append(f(times[-1], inputs[-1]))
-    y1 = combine(y0, h, tab.b, ks)
-    if tab.b_error is None:
-        err = y1 * 0.0
-    else:
-        err = combine(y0 * 0.0, h, tab.b_error, ks)
-    f1 = ks[-1] if tab.fsal else f(t1, y1)
+    y1, err, f1, times, inputs, _ = _rk(tab, f, t0, t1, y0, f0)
     return y1, err, f1, jnp.stack(times), jnp.stack(inputs)
+
+
+def rk_step_record(tab: Tableau, f, t0, t1, y0, f0):
+    """One explicit RK step with everything it computed.
+
+    Returns:
+        ``(y1, error, f1, stage_inputs, stage_derivatives)``; the last two are
+        ``(s, *y0.shape)``: the state g_i each stage evaluated f at and
+        k_i = f(t0 + c_i h, g_i).
+    """
+    y1, err, f1, _, inputs, ks = _rk(tab, f, t0, t1, y0, f0)
+    return y1, err, f1, jnp.stack(inputs), jnp.stack(ks)
 
 
 def rk_step(tab: Tableau, f, t0, t1, y0, f0):
     """One explicit RK step; ``(y1, error, f1)`` of :func:`rk_stages`."""
-    y1, err, f1, _, _ = rk_stages(tab, f, t0, t1, y0, f0)
+    y1, err, f1, _, _, _ = _rk(tab, f, t0, t1, y0, f0)
     return y1, err, f1
 
 
-def tableau_of(name: str) -> Tableau | None:
-    """The explicit tableau of a named solver, or None for implicit ones."""
-    from pyodejl.solving.solvers import RK4
+def tableau_of(solver) -> Tableau | None:
+    """The explicit tableau of a solver (name or :class:`~pyodejl.solving.solvers.Solver`), None for implicit ones."""
+    from pyodejl.solving.solvers import solver_spec
 
-    table = {
-        "dopri5": diffrax.Dopri5.tableau,
-        "tsit5": diffrax.Tsit5.tableau,
-        "dopri8": diffrax.Dopri8.tableau,
-        "bosh3": diffrax.Bosh3.tableau,
-        "heun": diffrax.Heun.tableau,
-        "rk4": RK4.tableau,
-    }
-    if name == "euler":
-        return EULER
-    t = table.get(name)
-    return None if t is None else Tableau.from_diffrax(t)
-
-
+    return solver_spec(solver).tableau
