@@ -1,14 +1,14 @@
 """Full-Hessian speed: the seed-000 way (PyTorch + torchdiffeq), Diffrax + jax.hessian, and pyodejl.
 
 Same network, same θ, same tolerances for all three:
-MLP [2, w, 2], tanh; targets (cos t, −sin t) at 20 points on [0, 2]; y0 = (1, 0);
-dopri5, rtol 1e-7, atol 1e-9.
+MLP [2, w, …, w, 2] (``--depth`` hidden layers, default 1), tanh; targets
+(cos t, −sin t) at 20 points on [0, 2]; y0 = (1, 0); dopri5, rtol 1e-7, atol 1e-9.
 
 * seed way — torchdiffeq ``odeint`` (dopri5) and one autograd pass per Hessian
   row, as seed 000 §4.1 ("AA") describes;
 * Diffrax ``DirectAdjoint`` + ``jax.hessian`` — the obvious JAX route;
-* pyodejl's default (``auto``: the ``structured`` exact Hessian for this
-  one-hidden-layer MLP), and its ``direct-direct`` (forward over reverse).
+* pyodejl's default (``auto``: the ``structured`` exact Hessian for MLP
+  vector fields of any depth), and its ``direct-direct`` (forward over reverse).
 
 Prints first-call time (compilation included), steady-state time (best of
 ``--repeats``), ratios and agreement; then a scaling table of pyodejl's full
@@ -16,6 +16,7 @@ Hessian from p ≈ 10² to 10⁴ with each size's peak resident memory (measured
 a fresh subprocess).
 
 Run:  python benchmarks/hessian_speed.py [--widths 100 500] [--scaling] [--seed-rows N]
+      python benchmarks/hessian_speed.py --depth 2 --widths 47     # p = 2493
 Needs the ``bench`` extra (torch, torchdiffeq) for the seed-way column.
 """
 
@@ -36,16 +37,23 @@ Y0 = np.array([1.0, 0.0])
 RTOL, ATOL = 1e-7, 1e-9
 
 
+DEPTH = 1  # hidden layers; set by --depth
+
+
+def sizes_for(width):
+    return [2] + [width] * DEPTH + [2]
+
+
 def theta_for(width, seed=0):
     import pyodejl as pj
 
-    return pj.MLP([2, width, 2], "tanh").init(seed)
+    return pj.MLP(sizes_for(width), "tanh").init(seed)
 
 
 def pyodejl_hessian(width, theta, repeats, method=None):
     import pyodejl as pj
 
-    model = pj.NeuralODE(pj.MLP([2, width, 2], "tanh"), solver="dopri5", rtol=RTOL, atol=ATOL)
+    model = pj.NeuralODE(pj.MLP(sizes_for(width), "tanh"), solver="dopri5", rtol=RTOL, atol=ATOL)
     t = time.perf_counter()
     obj = pj.TrajectoryLoss(model, ts=TS, y0=Y0, targets=TARGETS)
     H = obj.hessian(theta, method=method)
@@ -66,11 +74,11 @@ def diffrax_hessian(width, theta, repeats):
 
     import pyodejl as pj
 
-    mlp = pj.MLP([2, width, 2], "tanh")
+    mlp = pj.MLP(sizes_for(width), "tanh")
 
     def loss(th):
         sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(lambda t, y, a: mlp(a, y)),
+            diffrax.ODETerm(lambda t, y, a: mlp.apply(a, y)),
             diffrax.Dopri5(),
             TS[0],
             TS[-1],
@@ -103,7 +111,10 @@ def seed_way_hessian(width, theta, rows=None):
     from torchdiffeq import odeint
 
     torch.set_default_dtype(torch.float64)
-    net = torch.nn.Sequential(torch.nn.Linear(2, width), torch.nn.Tanh(), torch.nn.Linear(width, 2))
+    layers = []
+    for n_in, n_out in zip(sizes_for(width)[:-1], sizes_for(width)[1:]):
+        layers += [torch.nn.Linear(n_in, n_out), torch.nn.Tanh()]
+    net = torch.nn.Sequential(*layers[:-1])
     with torch.no_grad():
         torch.nn.utils.vector_to_parameters(torch.as_tensor(theta), net.parameters())
     params = list(net.parameters())
@@ -128,7 +139,9 @@ def rel(a, b):
 
 
 def compare(widths, repeats, seed_rows):
-    print(f"{'p':>6} {'method':>28} {'first call s':>13} {'steady s':>10} {'seed/this':>10} {'max rel diff vs ours':>21}")
+    head = ("p", "method", "first call s", "steady s", "seed/this", "max rel diff vs ours")
+    print("{:>6} {:>28} {:>13} {:>10} {:>10} {:>21}".format(*head))
+    row = "{:>6} {:>28} {:>13.3f} {:>10.3f} {:>10.1f} {:>21.2e}{}"
     for w in widths:
         theta = theta_for(w)
         p = len(theta)
@@ -141,13 +154,18 @@ def compare(widths, repeats, seed_rows):
         H_dfx, first_dfx, steady_dfx = diffrax_hessian(w, theta, repeats)
         H_dd, first_dd, steady_dd, _ = pyodejl_hessian(w, theta, repeats, method="direct-direct")
         if H_seed is not None:
-            print(f"{p:>6} {'seed way (torchdiffeq rows)':>28} {t_seed:>13.3f} {t_seed:>10.3f} {1.0:>10.1f} {rel(H_seed, H_ours[: len(H_seed)]):>21.2e}{seed_note}")
-        print(f"{p:>6} {'DirectAdjoint+jax.hessian':>28} {first_dfx:>13.3f} {steady_dfx:>10.3f} {t_seed / steady_dfx:>10.1f} {rel(H_dfx, H_ours):>21.2e}")
-        print(f"{p:>6} {'pyodejl direct-direct':>28} {first_dd:>13.3f} {steady_dd:>10.3f} {t_seed / steady_dd:>10.1f} {rel(H_dd, H_ours):>21.2e}")
-        print(f"{p:>6} {'pyodejl default (structured)':>28} {first:>13.3f} {steady:>10.3f} {t_seed / steady:>10.1f} {0.0:>21.2e}")
+            diff = rel(H_seed, H_ours[: len(H_seed)])
+            print(row.format(p, "seed way (torchdiffeq rows)", t_seed, t_seed, 1.0, diff, seed_note))
+        diff = rel(H_dfx, H_ours)
+        print(row.format(p, "DirectAdjoint+jax.hessian", first_dfx, steady_dfx, t_seed / steady_dfx, diff, ""))
+        diff = rel(H_dd, H_ours)
+        print(row.format(p, "pyodejl direct-direct", first_dd, steady_dd, t_seed / steady_dd, diff, ""))
+        print(row.format(p, "pyodejl default (structured)", first, steady, t_seed / steady, 0.0, ""))
         warm = _first_call_with_warm_cache(w)
-        print(f"{'':>6} first call in a new process with a warm compilation cache: {warm:.3f} s (seed/this {t_seed / warm:.1f})")
-        print(f"{'':>6} first-call ratio seed/pyodejl = {t_seed / first:.1f}; solver steps {stats.num_steps}, nfe {stats.nfe}")
+        print(f"{'':>6} first call in a new process with a warm compilation cache: {warm:.3f} s", end=" ")
+        print(f"(seed/this {t_seed / warm:.1f})")
+        print(f"{'':>6} first-call ratio seed/pyodejl = {t_seed / first:.1f};", end=" ")
+        print(f"solver steps {stats.num_steps}, nfe {stats.nfe}")
 
 
 def _first_call_with_warm_cache(width):
@@ -157,7 +175,12 @@ def _first_call_with_warm_cache(width):
     with tempfile.TemporaryDirectory() as cache:
         env = {**__import__("os").environ, "PYODEJL_CACHE_DIR": cache}
         for _ in range(2):
-            out = subprocess.run([sys.executable, __file__, "--first-call-child", str(width)], capture_output=True, text=True, env=env)
+            out = subprocess.run(
+                [sys.executable, __file__, "--depth", str(DEPTH), "--first-call-child", str(width)],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
         return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -177,8 +200,6 @@ def _peak_rss_mb():
 
 
 def _scaling_child(width):
-    import pyodejl as pj
-
     theta = theta_for(width)
     _, first, steady, stats = pyodejl_hessian(width, theta, repeats=1)
     peak_mb = _peak_rss_mb()
@@ -188,17 +209,27 @@ def _scaling_child(width):
 def scaling(widths):
     print(f"\n{'p':>6} {'first call s':>13} {'steady s':>10} {'peak RSS MB':>12} {'H size MB':>10}")
     for w in widths:
-        out = subprocess.run([sys.executable, __file__, "--scaling-child", str(w)], capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--depth", str(DEPTH), "--scaling-child", str(w)], capture_output=True, text=True
+        )
         if out.returncode != 0:
             print(f"width {w}: failed\n{out.stderr[-2000:]}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{r['p']:>6} {r['first']:>13.2f} {r['steady']:>10.2f} {r['peak_mb']:>12.0f} {r['p'] ** 2 * 8 / 2**20:>10.0f}")
+        h_mb = r["p"] ** 2 * 8 / 2**20
+        print(f"{r['p']:>6} {r['first']:>13.2f} {r['steady']:>10.2f} {r['peak_mb']:>12.0f} {h_mb:>10.0f}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--widths", type=int, nargs="+", default=[100, 500], help="hidden widths (p = 5w + 2)")
+    ap.add_argument(
+        "--widths",
+        type=int,
+        nargs="+",
+        default=None,
+        help="hidden widths (default: 100 500 at depth 1, p = 5w + 2; 47 at depth 2, p = 2493)",
+    )
+    ap.add_argument("--depth", type=int, default=1, help="hidden layers of the MLP (default 1)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed-rows", type=int, default=None, help="time only this many seed-way rows and extrapolate")
     ap.add_argument("--scaling", action="store_true", help="also run the p = 1e2 … 1e4 scaling table")
@@ -206,6 +237,10 @@ def main():
     ap.add_argument("--scaling-child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--first-call-child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global DEPTH
+    DEPTH = args.depth
+    if args.widths is None:
+        args.widths = [100, 500] if DEPTH == 1 else [47]
     if args.scaling_child:
         _scaling_child(args.scaling_child)
         return

@@ -516,12 +516,17 @@ def block_rows(p: int, block: int | None = None) -> int:
 
 
 def _steps_per_chunk(N, s, B, D, p_vf, layout):
-    """Steps per chunk so that a chunk's arrays stay within half the budget."""
-    w = layout.widths[:-1]
-    dense = sum(a * b for i, a in enumerate(w) for b in w[i:]) + sum(
-        wl * (n + 1) for wl, n in zip(layout.widths, layout.fan_in)
-    )
-    per_step = 8 * s * B * (6 * D * p_vf + 4 * dense)
+    """Steps per chunk so that a chunk's arrays stay within half the budget.
+
+    Per call: about six ``(D, p)`` arrays (f_θ, S, B, U and temporaries) and
+    the dense per-call matrices between hidden layers (T_{l,m}, Ψ_m, G, R:
+    every pair of hidden widths except the last layer with itself, whose Φ is
+    diagonal).
+    """
+    hidden = layout.widths[:-1]
+    dense = sum(a * b for i, a in enumerate(hidden) for b in hidden[i:]) - (hidden[-1] ** 2 if hidden else 0)
+    vectors = sum(layout.widths) * (D + 4) + sum((n + 1) ** 2 for n in layout.fan_in)
+    per_step = 8 * s * B * (6 * D * p_vf + 4 * dense + vectors)
     return int(np.clip(BUDGET_BYTES // 2 // per_step, 1, N))
 
 
