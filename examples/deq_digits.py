@@ -300,14 +300,19 @@ def _ms(vals, fmt="{:.3f}"):
     return (fmt + " ± " + fmt).format(vals.mean(), vals.std(ddof=1) if len(vals) > 1 else 0.0)
 
 
+def _rho(rs):
+    vals = [r["spectral_radius"][-1] for r in rs if r.get("spectral_radius")]
+    return _ms(vals, "{:.2f}") if vals else "—"
+
+
 def table(out: Path):
     recs = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
     by = {}
     for r in recs:
         by.setdefault(r["config"], []).append(r)
     lines = ["| model | kind | Jac. reg. | params | test acc. (%) | test NFE | training CPU time (s) | "
-             "prediction CPU (ms / batch) | backward CPU (ms / batch) | training wall time (s) | seeds |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "prediction CPU (ms / batch) | backward CPU (ms / batch) | training wall time (s) | ρ(∂f/∂z) at the end | seeds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     order = [name_of(*c) for c in CONFIGS]
     label = {"vanilla": "Vanilla DEQ", "skip": "Skip DEQ", "skipreg": "Skip Reg. DEQ"}
     for name in order:
@@ -321,7 +326,7 @@ def table(out: Path):
             f"{_ms([100 * r['accuracy'] for r in rs], '{:.2f}')} | {_ms([r['test_nfe'] for r in rs], '{:.1f}')} | "
             f"{_ms([r['train_cpu_s'] for r in rs], '{:.1f}')} | {_ms([1e3 * r['predict_cpu_s'] for r in rs], '{:.1f}')} | "
             f"{_ms([1e3 * r['backward_cpu_s'] for r in rs], '{:.1f}')} | {_ms([r['train_s'] for r in rs], '{:.1f}')} | "
-            f"{len(rs)} |"
+            f"{_rho(rs)} | {len(rs)} |"
         )
     hess = ["", "| model | kind | Jac. reg. | top-3 eigenvalues | trace (Hutch++) | HVP / gradient time | "
                 "ρ(∂f/∂z) after training |", "| --- | --- | --- | --- | --- | --- | --- |"]

@@ -85,7 +85,7 @@ def variants(steps, local_gradient="interpolating"):
                                   {"local_error_estimate": ann_local()}, gradient=local_gradient),
         "local-biased": Variant("local-biased", lambda: [R.LocalErrorEstimate(5.0, sampling="biased")],
                                 {"local_error_estimate": ann_local()}, gradient=local_gradient),
-        "steer": Variant("steer", steer=R.RandomEndTime(0.5 / 29, seed=0, every=True)),
+        "steer": Variant("steer", steer=R.RandomEndTime(0.45 / 29, seed=0, every=True)),
         "taynode": Variant("taynode", lambda: [R.TaylorDerivative(3e-8, order=2)]),
         "rnode": Variant("rnode", lambda: [R.KineticEnergy(1e-5), R.JacobianFrobenius(1e-6, seed=0)]),
     }

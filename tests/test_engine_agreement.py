@@ -8,7 +8,7 @@ Reference for the bounds: all methods differentiate the same ODE, at rtol = 1e-8
   error, observed 0.02–2.4 × rtol depending on the case (tsit5 on the small
   augmented sigmoid field is the most accurate), and from each other by less.
 * Finite differences add truncation and noise: fd ≈ 3–8e-8 and fd-grad
-  ≈ 5e-10–4e-8 relative at their automatically chosen steps.
+  ≈ 7e-10–4e-8 relative at their automatically chosen steps.
 
 Bounds are per case and per kind of pair, :data:`MARGIN` times the largest gap
 observed on this project's machine (:data:`OBSERVED`), so a regression of a
@@ -35,7 +35,7 @@ OBSERVED = {
         grad_dc=7.6e-9, grad_cc=8.4e-10, hess_dc=1.8e-8, hess_cc=3.8e-9, fd=7.5e-8, fd_grad=3.7e-8, hvp=6.6e-8
     ),
     "case_time_dependent_softplus_abs": dict(
-        grad_dc=3.2e-9, grad_cc=8.3e-10, hess_dc=2.4e-8, hess_cc=1.0e-9, fd=3.3e-8, fd_grad=3.2e-8
+        grad_dc=3.2e-9, grad_cc=8.3e-10, hess_dc=2.4e-8, hess_cc=1.0e-9, fd=3.3e-8, fd_grad=1.9e-8
     ),
     "case_augmented_sigmoid_tsit5": dict(
         grad_dc=1.8e-10, grad_cc=7.8e-11, hess_dc=1.2e-9, hess_cc=1.7e-10, fd=3.3e-8, fd_grad=7.5e-10
@@ -178,4 +178,5 @@ def test_matches_diffrax_own_discrete_derivative():
         return jnp.mean((jnp.swapaxes(sol.ys, 0, 1) - obj.targets) ** 2)
 
     g_diffrax = np.asarray(jax.grad(loss)(jnp.asarray(theta)))
-    assert rel(obj.grad(theta), g_diffrax) < 1e-10
+    # same steps, same tableau, Diffrax's own arithmetic: round-off (observed 3.0e-16)
+    assert rel(obj.grad(theta), g_diffrax) < 3e-15

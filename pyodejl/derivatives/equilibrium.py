@@ -254,15 +254,16 @@ def _frobenius_jit(deq, theta, x, z, probes):
     return jacobian_frobenius_estimate(deq, th_cell, z, xe, probes)
 
 
-def jacobian_spectral_radius(deq: DEQ, theta, x, tol: float = 1e-6) -> float:
+def jacobian_spectral_radius(deq: DEQ, theta, x, tol: float = 1e-6, maxiter: int = 300) -> float:
     """Spectral radius ρ(∂f/∂z) at the equilibrium of the batch ``x``.
 
     ρ < 1 makes the equilibrium attracting for fixed-point iteration (seed 004
     ch. 3 §4.1). The batch's Jacobian is applied matrix-free (Jacobian-vector
     products) to ARPACK's implicitly restarted Arnoldi (``scipy.sparse.linalg.eigs``);
-    small systems (≤ 64 unknowns) use a dense eigensolve.
+    small systems (≤ 64 unknowns) use a dense eigensolve. If ARPACK has not converged
+    after ``maxiter`` restarts the largest converged estimate is returned (NaN if none).
     """
-    from scipy.sparse.linalg import LinearOperator, eigs
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
 
     sol = deq.solve(theta, x)
     theta_j, x_j, z_j = to_device(np.asarray(theta)), to_device(deq.check_inputs(x)), to_device(sol.z)
@@ -275,7 +276,12 @@ def jacobian_spectral_radius(deq: DEQ, theta, x, tol: float = 1e-6) -> float:
         return np.asarray(_jvp_jit(deq, theta_j, x_j, z_j, to_device(np.asarray(v).reshape(shape)))).ravel()
 
     op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-    vals = eigs(op, k=1, which="LM", tol=tol, return_eigenvectors=False, v0=np.ones(n))
+    try:
+        vals = eigs(op, k=1, which="LM", tol=tol, return_eigenvectors=False, v0=np.ones(n), maxiter=maxiter)
+    except ArpackNoConvergence as e:  # clustered or complex dominant eigenvalues: report what is known
+        if len(e.eigenvalues) == 0:
+            return float("nan")
+        vals = e.eigenvalues
     return float(np.max(np.abs(vals)))
 
 

@@ -525,7 +525,8 @@ def _steps_per_chunk(N, s, B, D, p_vf, layout):
     """
     hidden = layout.widths[:-1]
     dense = sum(a * b for i, a in enumerate(hidden) for b in hidden[i:]) - (hidden[-1] ** 2 if hidden else 0)
-    vectors = sum(layout.widths) * (D + 4) + sum((n + 1) ** 2 for n in layout.fan_in)
+    kron = sum(min(n + 1, w) * (n + 1) for w, n in zip(hidden, layout.fan_in))  # _call_sum's left operands
+    vectors = sum(layout.widths) * (D + 4) + kron
     per_step = 8 * s * B * (6 * D * p_vf + 4 * dense + vectors)
     return int(np.clip(BUDGET_BYTES // 2 // per_step, 1, N))
 
