@@ -15,6 +15,8 @@ observed on this project's machine (:data:`OBSERVED`), so a regression of a
 few-fold in any method shows.
 """
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -88,13 +90,20 @@ def case_augmented_sigmoid_tsit5():
 CASES = [case_batch_tanh, case_time_dependent_softplus_abs, case_augmented_sigmoid_tsit5]
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: c.__name__)
-def computed(request):
-    obj = request.param()
+@functools.lru_cache(maxsize=None)
+def compute(case):
+    obj = case()
     theta = obj.model.init(seed=3) * 1.5
     grads = {m: obj.grad(theta, method=m) for m in pj.GRADIENT_METHODS}
     hessians = {m: obj.hessian(theta, method=m) for m in pj.HESSIAN_METHODS}
-    return request.param.__name__, obj, theta, grads, hessians
+    return case.__name__, obj, theta, grads, hessians
+
+
+# cached per case: the indirect parametrisation below makes a fixture instance of its
+# own, which would otherwise compute every derivative of its case a second time
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: c.__name__)
+def computed(request):
+    return compute(request.param)
 
 
 def rel(a, b):

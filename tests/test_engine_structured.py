@@ -96,9 +96,9 @@ def test_unsupported_objectives_raise_and_auto_falls_back():
     field = pj.VectorField(lambda t, y, th: th[0] * (A @ y) + th[1:], num_params=3, state_dim=2)
     mlp = pj.MLP([2, 3, 2], "tanh")
     cases = [
-        (pj.NeuralODE(field), {}, "pyodejl.MLP", np.array([0.5, 0.1, -0.2])),
         (pj.NeuralODE(mlp, solver="kvaerno5"), {}, "implicit", mlp.init(0)),
         (pj.NeuralODE(mlp), {"regularizers": [pj.regularizers.WeightDecay(0.1)]}, "regularizer", mlp.init(0)),
+        (pj.NeuralODE(field), {}, "pyodejl.MLP", np.array([0.5, 0.1, -0.2])),  # last: cheapest fallback below
     ]
     for model, kwargs, reason, theta in cases:
         obj = pj.TrajectoryLoss(model, ts=ts, y0=[1.0, 0.0], targets=np.zeros((3, 2)), **kwargs)
