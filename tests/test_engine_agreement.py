@@ -90,7 +90,7 @@ def case_augmented_sigmoid_tsit5():
 CASES = [case_batch_tanh, case_time_dependent_softplus_abs, case_augmented_sigmoid_tsit5]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compute(case):
     obj = case()
     theta = obj.model.init(seed=3) * 1.5
