@@ -128,6 +128,7 @@ class _HessianMethod:
     name = ""
     exact = True
     needs_ode = False
+    sizes_own_blocks = False  # True: a None chunk means "choose the block width yourself"
 
     def hvp(self, objective, theta, V, chunk):
         p, k = V.shape
@@ -235,6 +236,7 @@ class Structured(_HessianMethod):
 
     name = "structured"
     needs_ode = True
+    sizes_own_blocks = True
 
     def hvp(self, objective, theta, V, chunk):
         out, info = DirectDirect().hvp(objective, theta, V, _tangent_chunk(objective, chunk))
@@ -243,23 +245,8 @@ class Structured(_HessianMethod):
     def hessian(self, objective, theta, chunk):
         from pyodejl.derivatives import structured
 
-        block = _requested_block(objective, chunk)
-        H = structured.hessian(objective, theta, block)
-        return H, {"method": self.name, "block": structured.block_rows(len(theta), block)}
-
-
-def _requested_block(objective, chunk):
-    """The caller's ``chunk_size``, or None where :meth:`Objective.hessian` filled in
-    ``default_chunk()`` — a tangent count sized for ``direct-direct``, far below the
-    block width the structured assembly needs to run at matrix-product speed.
-
-    (A ``chunk_size`` equal to that default is indistinguishable from none until
-    ``Objective`` passes None through for methods that size their own blocks.)
-    """
-    if chunk is None:
-        return None
-    default = getattr(objective, "default_chunk", None)
-    return None if default is not None and chunk == max(1, default()) else chunk
+        H = structured.hessian(objective, theta, chunk)
+        return H, {"method": self.name, "block": structured.block_rows(len(theta), chunk)}
 
 
 def _tangent_chunk(objective, chunk):
@@ -271,6 +258,7 @@ class Auto(_HessianMethod):
     otherwise ``direct-direct``."""
 
     name = "auto"
+    sizes_own_blocks = True
 
     def hvp(self, objective, theta, V, chunk):
         return DirectDirect().hvp(objective, theta, V, _tangent_chunk(objective, chunk))

@@ -141,7 +141,9 @@ class Objective:
         theta = self.check_theta(theta)
         m = self._method(method)
         start = time.perf_counter()
-        H, info = m.hessian(self, theta, self._chunk(chunk_size))
+        # structured assembly wants wide blocks, not the tangent count sized for products
+        own = chunk_size is None and getattr(m, "sizes_own_blocks", False)
+        H, info = m.hessian(self, theta, None if own else self._chunk(chunk_size))
         H = self.raise_if_failed(H)
         info = {**info, "seconds": time.perf_counter() - start}
         return (H, info) if return_info else H
