@@ -241,8 +241,24 @@ def _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
+class SavedConfig:
+    """``as_dict``/``from_dict`` for a dataclass configuration kept in a run folder's
+    ``config.json``; ``from_dict`` refuses keys the class does not know."""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration keys {unknown}; expected a subset of {sorted(known)}")
+        return cls(**d)
+
+
 @dataclass(frozen=True)
-class RunConfig:
+class RunConfig(SavedConfig):
     """Everything that determines the numbers of a tracked training run.
 
     Task: ``task``, ``dim`` (None: task default), ``num_samples`` (None: task default).
@@ -304,17 +320,6 @@ class RunConfig:
 
     def make_task(self) -> Task:
         return make_task(self.task, seed=self.seed, dim=self.dim, num_samples=self.num_samples)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RunConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown configuration keys {unknown}; expected a subset of {sorted(known)}")
-        return cls(**d)
 
     def resolved(self) -> RunConfig:
         """Validate every field and fill in task- and model-dependent defaults.

@@ -7,6 +7,7 @@ from .spectra import (
     plot_ritz_convergence,
     plot_sketch_error,
 )
+from .stiffness import plot_hessian_spectra, plot_node_evolution, plot_proxy_evolution, plot_stiffness_experiment
 from .training import (
     plot_evolution,
     plot_fd_error,
@@ -23,11 +24,15 @@ __all__ = [
     "plot_eigenvalue_histogram",
     "plot_evolution",
     "plot_fd_error",
+    "plot_hessian_spectra",
     "plot_hessian_time",
     "plot_loss_surface",
     "plot_metric_grid",
+    "plot_node_evolution",
+    "plot_proxy_evolution",
     "plot_ritz_convergence",
     "plot_runs",
     "plot_sketch_error",
     "plot_spectra_stages",
+    "plot_stiffness_experiment",
 ]
