@@ -23,9 +23,11 @@ Two ways, each in its own fresh process (so that each peak memory is its own):
 
 Eigenpairs stop on the relative residual ‖Hy − λy‖ ≤ tol·‖H‖_est for both (PyHessian's
 own default stops at a 1e-3 relative change of λ, which is looser). Every spectral task
-gets ``--time-budget`` seconds per library: Lanczos and power iteration stop there
-(reporting how many pairs converged), and a trace or density that would not fit runs as
-many products as fit and reports the extrapolated time.
+gets ``--time-budget`` seconds per library: power iteration stops at that wall time,
+Lanczos at ``budget / (seconds of one product measured before)`` products (so it may
+overrun when the machine slows down), both reporting how many pairs converged; a trace
+or density that would not fit runs as many products as fit and reports the
+extrapolated time.
 
 Times: "first" includes compilation (pyodejl) / graph building; "steady" is the best of
 ``--repeats`` further calls. "grad" and "HVP (scratch)" include the adaptive forward

@@ -36,8 +36,9 @@ def temp_bytes(jitted, *args):
 
 
 def measure(B, T, terms, width=32, D=2, rtol=1e-6, max_steps=256):
-    model = pj.NeuralODE(pj.MLP([D, width, D], "tanh"), solver="tsit5", rtol=rtol, atol=rtol * 1e-2,
-                         max_steps=max_steps)
+    model = pj.NeuralODE(
+        pj.MLP([D, width, D], "tanh"), solver="tsit5", rtol=rtol, atol=rtol * 1e-2, max_steps=max_steps
+    )
     rng = np.random.default_rng(0)
     ts = np.linspace(0.0, T, 5)
     y0 = rng.standard_normal((B, D))
@@ -67,15 +68,19 @@ def main(argv=None):
         "global": lambda: [R.ErrorEstimate(1.0)],
     }
     rows = []
-    print(f"{'B':>4} {'T':>5} {'variant':>7} {'steps':>5} {'discrete':>10} {'backsolve':>10} {'interp.':>10}  (temp KiB)")
+    print(
+        f"{'B':>4} {'T':>5} {'variant':>7} {'steps':>5} {'discrete':>10} {'backsolve':>10} {'interp.':>10}  (temp KiB)"
+    )
     for B, T in grid:
         for name, make in variants.items():
             r = measure(B, T, make())
             row = {"B": B, "T": T, "variant": name, **r}
             rows.append(row)
             kib = lambda k: f"{r[k] / 1024:10.1f}" if r.get(k) is not None else f"{'-':>10}"
-            print(f"{B:4d} {T:5.1f} {name:>7} {r['steps']:5d} {kib('discrete')} {kib('backsolve')} {kib('interpolating')}",
-                  flush=True)
+            print(
+                f"{B:4d} {T:5.1f} {name:>7} {r['steps']:5d} {kib('discrete')} {kib('backsolve')} {kib('interpolating')}",
+                flush=True,
+            )
     if a.out:
         os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
         with open(a.out, "w") as fh:

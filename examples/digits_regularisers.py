@@ -16,9 +16,10 @@ Here (no download, a 2-core CPU):
   parameters; tsit5 at rtol = atol = 1.4e-8 on [0, 1];
 * Adam, minibatches of ``--batch`` drawn per step from ``(seed, step)``;
   the batch is solved as one system (joint error control), as in the seed;
-* variants vanilla, ERNODE (mean, 100 → 10), SRNODE, local ERNODE
-  (unbiased/biased, ``interpolating`` adjoint), STEER (T' ~ U(0.5, 1.5)),
-  TayNODE (K = 3), RNODE;
+* variants vanilla, ERNODE (mean, 100 → 10, the seed's; ``ernode-light``:
+  10 → 1), SRNODE (0.0285, the seed's), local ERNODE (unbiased/biased,
+  2.5 → 1.0 as seed 004 ch. 6, ``interpolating`` adjoint), STEER
+  (T' ~ U(0.5, 1.5)), TayNODE (K = 3, λ = 3.02e-3, the seed's), RNODE (0.01, 0.01);
 * columns: train/test accuracy, training CPU time (compilation excluded),
   prediction CPU time per test batch (batch size = training batch), test NFE
   (mean over the test batches), mean ± std over ``--seeds``.
@@ -50,9 +51,12 @@ P_VF = WIDTH * (D + 1) + WIDTH + D * (WIDTH + 1) + D
 def dynamics(t, y, th):
     """z = tanh(W₁[y; t] + B₁), f = tanh(W₂[z; t] + B₂) (seed 004 ch. 5 §3.1.1)."""
     o = 0
-    W1 = th[o : o + WIDTH * (D + 1)].reshape(WIDTH, D + 1); o += WIDTH * (D + 1)
-    b1 = th[o : o + WIDTH]; o += WIDTH
-    W2 = th[o : o + D * (WIDTH + 1)].reshape(D, WIDTH + 1); o += D * (WIDTH + 1)
+    W1 = th[o : o + WIDTH * (D + 1)].reshape(WIDTH, D + 1)
+    o += WIDTH * (D + 1)
+    b1 = th[o : o + WIDTH]
+    o += WIDTH
+    W2 = th[o : o + D * (WIDTH + 1)].reshape(D, WIDTH + 1)
+    o += D * (WIDTH + 1)
     b2 = th[o : o + D]
     tt = jnp.reshape(t, (1,)).astype(y.dtype)
     z = jnp.tanh(W1 @ jnp.concatenate([y, tt]) + b1)
@@ -101,15 +105,29 @@ def load(seed=0):
 def variants(steps):
     return {
         "vanilla": Variant("vanilla"),
-        "ernode": Variant("ernode", lambda: [R.ErrorEstimate(100.0, aggregate="mean")],
-                          {"error_estimate": R.ExponentialDecay(100.0, 10.0, steps)}),
+        "ernode": Variant(
+            "ernode",
+            lambda: [R.ErrorEstimate(100.0, aggregate="mean")],
+            {"error_estimate": R.ExponentialDecay(100.0, 10.0, steps)},
+        ),
+        "ernode-light": Variant(
+            "ernode-light",
+            lambda: [R.ErrorEstimate(10.0, aggregate="mean")],
+            {"error_estimate": R.ExponentialDecay(10.0, 1.0, steps)},
+        ),
         "srnode": Variant("srnode", lambda: [R.StiffnessEstimate(0.0285, aggregate="mean")]),
-        "local-unbiased": Variant("local-unbiased", lambda: [R.LocalErrorEstimate(100.0)],
-                                  {"local_error_estimate": R.ExponentialDecay(100.0, 10.0, steps)},
-                                  gradient="interpolating"),
-        "local-biased": Variant("local-biased", lambda: [R.LocalErrorEstimate(100.0, sampling="biased")],
-                                {"local_error_estimate": R.ExponentialDecay(100.0, 10.0, steps)},
-                                gradient="interpolating"),
+        "local-unbiased": Variant(
+            "local-unbiased",
+            lambda: [R.LocalErrorEstimate(2.5)],
+            {"local_error_estimate": R.ExponentialDecay(2.5, 1.0, steps)},
+            gradient="interpolating",
+        ),
+        "local-biased": Variant(
+            "local-biased",
+            lambda: [R.LocalErrorEstimate(2.5, sampling="biased")],
+            {"local_error_estimate": R.ExponentialDecay(2.5, 1.0, steps)},
+            gradient="interpolating",
+        ),
         "steer": Variant("steer", steer=R.RandomEndTime(0.5, seed=0)),
         "taynode": Variant("taynode", lambda: [R.TaylorDerivative(3.02e-3, order=3)]),
         "rnode": Variant("rnode", lambda: [R.KineticEnergy(0.01), R.JacobianFrobenius(0.01, seed=0)]),
@@ -139,7 +157,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2 variants, 3 steps, one seed (smoke test)")
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--tol", type=float, default=TOL, help="rtol = atol (seed: 1.4e-8)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -160,33 +178,62 @@ def main(argv=None):
             key = f"{name}/{seed}"
             if key in results:
                 continue
+
             def make_loss(ts_k, terms, k):
                 idx = np.random.default_rng([seed, k]).choice(len(Xtr), a.batch, replace=False)
-                return pj.ObservationLoss(model, ts_k, Xtr[idx], CrossEntropy(), data=ytr[idx].astype(np.int32),
-                                          num_extra_params=CLASSES * D + CLASSES, regularizers=terms or None)
+                return pj.ObservationLoss(
+                    model,
+                    ts_k,
+                    Xtr[idx],
+                    CrossEntropy(),
+                    data=ytr[idx].astype(np.int32),
+                    num_extra_params=CLASSES * D + CLASSES,
+                    regularizers=terms or None,
+                )
 
             print(f"training {key}", flush=True)
-            run = train_variant(make_loss, ts, init(seed), table[name], a.steps, a.lr, seed,
-                                log_every=max(a.steps // 3, 1), minibatches=True)
-            rec = {**evaluate(model, run["theta"], Xtr, ytr, Xte, yte, a.batch), "train_cpu_s": run["train_cpu_s"],
-                   "train_wall_s": run["train_wall_s"], "compile_cpu_s": run["compile_cpu_s"],
-                   "losses": run["losses"]}
+            run = train_variant(
+                make_loss,
+                ts,
+                init(seed),
+                table[name],
+                a.steps,
+                a.lr,
+                seed,
+                log_every=max(a.steps // 3, 1),
+                minibatches=True,
+            )
+            rec = {
+                **evaluate(model, run["theta"], Xtr, ytr, Xte, yte, a.batch),
+                "train_cpu_s": run["train_cpu_s"],
+                "train_wall_s": run["train_wall_s"],
+                "compile_cpu_s": run["compile_cpu_s"],
+                "losses": run["losses"],
+            }
             results.add(key, rec)
-            print(f"  {key}: test acc {rec['test_acc']:.4f}, test NFE {rec['test_nfe']:.0f}, "
-                  f"train {rec['train_cpu_s']:.1f} s", flush=True)
-    print(f"\n{'variant':>15} {'train acc %':>14} {'test acc %':>14} {'train CPU s':>14} {'predict CPU ms':>15} "
-          f"{'test NFE':>12}")
+            print(
+                f"  {key}: test acc {rec['test_acc']:.4f}, test NFE {rec['test_nfe']:.0f}, "
+                f"train {rec['train_cpu_s']:.1f} s",
+                flush=True,
+            )
+    print(
+        f"\n{'variant':>15} {'train acc %':>14} {'test acc %':>14} {'train CPU s':>14} {'predict CPU ms':>15} "
+        f"{'test NFE':>12}"
+    )
     summary = {}
     for name in names:
         recs = [results[f"{name}/{s}"] for s in a.seeds if f"{name}/{s}" in results]
         if not recs:
             continue
         col = lambda k, f=1.0: [r[k] * f for r in recs]
-        summary[name] = {k: float(np.mean(col(k))) for k in ("train_acc", "test_acc", "train_cpu_s",
-                                                              "predict_cpu_s", "test_nfe")}
-        print(f"{name:>15} {mean_std(col('train_acc', 100)):>14} {mean_std(col('test_acc', 100)):>14} "
-              f"{mean_std(col('train_cpu_s')):>14} {mean_std(col('predict_cpu_s', 1e3)):>15} "
-              f"{mean_std(col('test_nfe')):>12}")
+        summary[name] = {
+            k: float(np.mean(col(k))) for k in ("train_acc", "test_acc", "train_cpu_s", "predict_cpu_s", "test_nfe")
+        }
+        print(
+            f"{name:>15} {mean_std(col('train_acc', 100)):>14} {mean_std(col('test_acc', 100)):>14} "
+            f"{mean_std(col('train_cpu_s')):>14} {mean_std(col('predict_cpu_s', 1e3)):>15} "
+            f"{mean_std(col('test_nfe')):>12}"
+        )
     return summary
 
 

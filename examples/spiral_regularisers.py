@@ -7,7 +7,8 @@ and reports 1083 ± 58 NFE unregularised against 676 ± 68 regularised with the
 error and stiffness estimates (−38 %).
 
 Here: the same data, network and initial state; tsit5 at rtol 1e-6, atol 1e-8;
-Adam; variants vanilla, ERNODE, SRNODE, ERNODE+SRNODE, local ERNODE (unbiased,
+Adam; variants vanilla, ERNODE (mean of E_j·dt_j, weight 10 → 1; ``ernode-x10``:
+100 → 10, seed 004's MNIST schedule), SRNODE, ERNODE+SRNODE, local ERNODE (unbiased,
 biased; trained with the ``interpolating`` continuous adjoint unless
 ``--local-gradient discrete``), STEER (every observation time jittered within
 half a spacing, seed 004's time-series form), TayNODE (K = 2) and RNODE
@@ -77,17 +78,35 @@ def variants(steps, local_gradient="interpolating"):
     return {
         "vanilla": Variant("vanilla"),
         "ernode": Variant("ernode", lambda: [R.ErrorEstimate(10.0, aggregate="mean")], {"error_estimate": ann()}),
+        "ernode-x10": Variant(
+            "ernode-x10",
+            lambda: [R.ErrorEstimate(100.0, aggregate="mean")],
+            {"error_estimate": R.ExponentialDecay(100.0, 10.0, steps)},
+        ),
         "srnode": Variant("srnode", lambda: [R.StiffnessEstimate(1e-2, aggregate="mean")]),
-        "ernode+srnode": Variant("ernode+srnode", lambda: [R.ErrorEstimate(10.0, aggregate="mean"),
-                                                           R.StiffnessEstimate(1e-2, aggregate="mean")],
-                                 {"error_estimate": ann()}),
-        "local-unbiased": Variant("local-unbiased", lambda: [R.LocalErrorEstimate(5.0, sampling="unbiased")],
-                                  {"local_error_estimate": ann_local()}, gradient=local_gradient),
-        "local-biased": Variant("local-biased", lambda: [R.LocalErrorEstimate(5.0, sampling="biased")],
-                                {"local_error_estimate": ann_local()}, gradient=local_gradient),
+        "ernode+srnode": Variant(
+            "ernode+srnode",
+            lambda: [R.ErrorEstimate(10.0, aggregate="mean"), R.StiffnessEstimate(1e-2, aggregate="mean")],
+            {"error_estimate": ann()},
+        ),
+        "local-unbiased": Variant(
+            "local-unbiased",
+            lambda: [R.LocalErrorEstimate(5.0, sampling="unbiased")],
+            {"local_error_estimate": ann_local()},
+            gradient=local_gradient,
+        ),
+        "local-biased": Variant(
+            "local-biased",
+            lambda: [R.LocalErrorEstimate(5.0, sampling="biased")],
+            {"local_error_estimate": ann_local()},
+            gradient=local_gradient,
+        ),
         "steer": Variant("steer", steer=R.RandomEndTime(0.45 / 29, seed=0, every=True)),
         "taynode": Variant("taynode", lambda: [R.TaylorDerivative(3e-8, order=2)]),
         "rnode": Variant("rnode", lambda: [R.KineticEnergy(1e-5), R.JacobianFrobenius(1e-6, seed=0)]),
+        # 30x / 100x the weights above (which barely move the NFE)
+        "taynode-x30": Variant("taynode-x30", lambda: [R.TaylorDerivative(1e-6, order=2)]),
+        "rnode-x100": Variant("rnode-x100", lambda: [R.KineticEnergy(1e-3), R.JacobianFrobenius(1e-4, seed=0)]),
     }
 
 
@@ -125,16 +144,26 @@ def curvature(results, names, out_dir, targets, ts):
         H = plain.hessian(theta, method="direct-direct")
         ev = np.linalg.eigvalsh(0.5 * (H + H.T))
         spectra[name] = ev
-        rows[name] = {"top": ev[::-1][:3].tolist(), "min": float(ev[0]), "trace": float(ev.sum()),
-                      "nfe": results[key]["nfe"]}
-        print(f"  {name:>15}: λ_max {ev[-1]:.4g}, λ_2 {ev[-2]:.4g}, λ_min {ev[0]:.3g}, trace {ev.sum():.4g}, "
-              f"NFE {results[key]['nfe']}", flush=True)
+        rows[name] = {
+            "top": ev[::-1][:3].tolist(),
+            "min": float(ev[0]),
+            "trace": float(ev.sum()),
+            "nfe": results[key]["nfe"],
+        }
+        print(
+            f"  {name:>15}: λ_max {ev[-1]:.4g}, λ_2 {ev[-2]:.4g}, λ_min {ev[0]:.3g}, trace {ev.sum():.4g}, "
+            f"NFE {results[key]['nfe']}",
+            flush=True,
+        )
     if spectra:
         fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-        for name, ev in spectra.items():
+        for i, (name, ev) in enumerate(spectra.items()):
+            # tab20 and two line styles: more variants than the default 10-colour cycle
+            color, style = plt.cm.tab20(2 * i % 20 + i // 10), "-" if i < 10 else "--"
             mag = np.abs(ev[np.abs(ev) > 1e-12])
-            ax[0].hist(np.log10(mag), bins=40, histtype="step", label=name)
-            ax[1].scatter(rows[name]["nfe"], ev[-1], label=name)
+            ax[0].hist(np.log10(mag), bins=40, histtype="step", label=name, color=color, linestyle=style)
+            ax[1].scatter(rows[name]["nfe"], ev[-1], label=name, color=color, marker="o" if i < 10 else "s")
+            ax[1].annotate(name, (rows[name]["nfe"], ev[-1]), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax[0].set_xlabel("log10 |eigenvalue| of the data-loss Hessian")
         ax[0].set_ylabel("count")
         ax[1].set_xlabel("prediction NFE")
@@ -177,27 +206,40 @@ def main(argv=None):
             if key in results:
                 continue
             print(f"training {key}", flush=True)
-            run = train_variant(make_loss, ts, init(seed), table[name], a.steps, a.lr, seed,
-                                log_every=max(a.steps // 4, 1))
-            rec = {**evaluate(run["theta"], targets, ts), "train_cpu_s": run["train_cpu_s"],
-                   "train_wall_s": run["train_wall_s"], "compile_cpu_s": run["compile_cpu_s"],
-                   "losses": run["losses"], "theta": run["theta"].tolist()}
+            run = train_variant(
+                make_loss, ts, init(seed), table[name], a.steps, a.lr, seed, log_every=max(a.steps // 4, 1)
+            )
+            rec = {
+                **evaluate(run["theta"], targets, ts),
+                "train_cpu_s": run["train_cpu_s"],
+                "train_wall_s": run["train_wall_s"],
+                "compile_cpu_s": run["compile_cpu_s"],
+                "losses": run["losses"],
+                "theta": run["theta"].tolist(),
+            }
             results.add(key, rec)
-            print(f"  {key}: loss {rec['data_loss']:.3e}, NFE {rec['nfe']}, train {rec['train_cpu_s']:.1f} s",
-                  flush=True)
-    print(f"\n{'variant':>15} {'data loss':>18} {'prediction NFE':>16} {'train NFE':>14} {'train CPU s':>16} "
-          f"{'predict CPU ms':>16}")
+            print(
+                f"  {key}: loss {rec['data_loss']:.3e}, NFE {rec['nfe']}, train {rec['train_cpu_s']:.1f} s", flush=True
+            )
+    print(
+        f"\n{'variant':>15} {'data loss':>18} {'prediction NFE':>16} {'train NFE':>14} {'train CPU s':>16} "
+        f"{'predict CPU ms':>16}"
+    )
     summary = {}
     for name in names:
         recs = [results[f"{name}/{s}"] for s in a.seeds if f"{name}/{s}" in results]
         if not recs:
             continue
         col = lambda k, f=1.0: [r[k] * f for r in recs]
-        summary[name] = {k: (float(np.mean(col(k))), float(np.std(col(k), ddof=1)) if len(recs) > 1 else 0.0)
-                         for k in ("data_loss", "nfe", "train_nfe", "train_cpu_s", "predict_cpu_s")}
-        print(f"{name:>15} {mean_std(col('data_loss')):>18} {mean_std(col('nfe')):>16} "
-              f"{mean_std(col('train_nfe')):>14} {mean_std(col('train_cpu_s')):>16} "
-              f"{mean_std(col('predict_cpu_s', 1e3)):>16}")
+        summary[name] = {
+            k: (float(np.mean(col(k))), float(np.std(col(k), ddof=1)) if len(recs) > 1 else 0.0)
+            for k in ("data_loss", "nfe", "train_nfe", "train_cpu_s", "predict_cpu_s")
+        }
+        print(
+            f"{name:>15} {mean_std(col('data_loss')):>18} {mean_std(col('nfe')):>16} "
+            f"{mean_std(col('train_nfe')):>14} {mean_std(col('train_cpu_s')):>16} "
+            f"{mean_std(col('predict_cpu_s', 1e3)):>16}"
+        )
     if a.curvature:
         print("\ncurvature of the data loss at the end of training (seed 0):")
         summary["curvature"] = curvature(results, names, os.path.dirname(a.out) or ".", targets, ts)

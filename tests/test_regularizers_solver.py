@@ -5,9 +5,9 @@ References and bounds:
 * **Values** are recomputed independently in NumPy on the step grid the
   solve reports (``obj.solve(theta).grid``): our own Runge–Kutta arithmetic
   from Diffrax's Butcher tables and a NumPy MLP, then E_j, S_j and the
-  aggregate. Same arithmetic in another order: agreement to round-off
-  (observed ≤ 1e-13 relative; bound 1e-10, as S_j divides two differences of
-  nearly equal stages).
+  aggregate. Same arithmetic in another order: agreement to round-off, which
+  the estimates amplify — E_j is a cancelling difference of stages over the
+  tolerance scale, S_j a ratio of two small differences (bounds per test).
 * **Gradients** against central differences *of the same discrete loss*: the
   loss on θ's frozen step grid (``obj.direct_function(theta)``), which is the
   function the ``discrete`` gradient differentiates — step sizes are constants.
@@ -22,9 +22,9 @@ References and bounds:
   locally independent of θ and the library's ``fd-grad`` and ``fd`` differentiate
   the same function as ``direct-direct``, ``direct-adjoint`` and
   ``elementwise``. Same-discretisation methods agree to round-off amplified by
-  S_j's ratio of small differences (observed 4e-11; bound 1e-9); ``fd-grad``
-  to its truncation/noise floor (observed 8e-7; bound 1e-5); ``fd`` to its
-  floor (observed 1.5e-4; bound 2e-3).
+  S_j's ratio of small differences (observed ≤ 3.6e-11; bound 4e-10);
+  ``fd-grad`` to its truncation/noise floor (observed 8.4e-7; bound 8e-6);
+  ``fd`` to its floor (observed 1.5e-4; bound 1.5e-3).
 """
 
 import diffrax
@@ -143,7 +143,9 @@ def test_global_estimates_against_own_tableau_arithmetic(solver):
 def test_stiffness_estimate_on_dopri8_uses_its_last_two_unit_stages():
     # large steps (first step 0.3): dopri8's c = 1 stages differ by ~1e-7 only, so
     # S_j carries a relative round-off of ε·|g|/|g_b − g_a| ≈ 1e-9 (observed 1.2e-9)
-    obj, model = make_objective([R.StiffnessEstimate(1.0)], solver="dopri8", rtol=1e-3, atol=1e-5, ts=[0.0, 1.0], dt=0.3)
+    obj, model = make_objective(
+        [R.StiffnessEstimate(1.0)], solver="dopri8", rtol=1e-3, atol=1e-5, ts=[0.0, 1.0], dt=0.3
+    )
     sol = obj.solve(THETA)
     times = sol.grid.times[: sol.grid.num_steps + 1]
     steps = np_steps(np_mlp(THETA), times, Y0, TABLEAUX["dopri8"].tableau)
@@ -183,11 +185,12 @@ def _frozen_grid_objective(terms):
 def test_global_hessian_products_agree_where_the_grid_is_locally_fixed():
     obj = _frozen_grid_objective([R.ErrorEstimate(10.0), R.StiffnessEstimate(0.1)])
     V = np.random.default_rng(1).standard_normal((len(THETA), 2))
-    methods = {"direct-direct": "direct-direct", "direct-adjoint": "direct-adjoint",
-               "fd-grad": pj.FiniteDifferenceGradient(h=1e-5)}  # inside the flat region of its h ladder
+    methods = {
+        "direct-direct": "direct-direct",
+        "fd-grad": pj.FiniteDifferenceGradient(h=1e-5),  # inside the flat region of its h ladder
+    }
     Hv = {m: obj.hvp(THETA, V, method=meth) for m, meth in methods.items()}
-    assert rel(Hv["direct-adjoint"], Hv["direct-direct"]) < 1e-9
-    assert rel(Hv["fd-grad"], Hv["direct-direct"]) < 1e-5
+    assert rel(Hv["fd-grad"], Hv["direct-direct"]) < 4e-6  # observed 4.3e-7 (direct-adjoint: slow test)
     for m in ("backsolve", "interpolating", "forward"):
         with pytest.raises(NotImplementedError, match="per-step record"):
             obj.grad(THETA, method=m)
@@ -199,10 +202,10 @@ def test_global_hessian_products_agree_where_the_grid_is_locally_fixed():
 def test_global_full_hessians_agree_across_every_method_that_supports_them():
     obj = _frozen_grid_objective([R.ErrorEstimate(10.0), R.StiffnessEstimate(0.1)])
     H = {m: obj.hessian(THETA, method=m) for m in ("direct-direct", "direct-adjoint", "elementwise", "fd-grad", "fd")}
-    bound = {"fd-grad": 1e-5, "fd": 2e-3}
+    bound = {"fd-grad": 8e-6, "fd": 1.5e-3}
     for a in H:
         for b in H:
-            assert rel(H[a], H[b]) < max(bound.get(a, 1e-9), bound.get(b, 1e-9)), (a, b)
+            assert rel(H[a], H[b]) < max(bound.get(a, 4e-10), bound.get(b, 4e-10)), (a, b)
     with pytest.raises(NotImplementedError, match="per-step record"):
         obj.hessian(THETA, method="adjoint-direct")
 
@@ -355,23 +358,36 @@ def test_local_sample_at_t_end_is_an_empty_step():
         make_objective([R.LocalErrorEstimate(1.0, t_reg=1.5)])[0].value(THETA)
 
 
-def test_local_term_gradients_agree_across_discrete_and_continuous_adjoints():
-    """The point of local regularisation: backsolve and interpolating adjoints
-    differentiate it too. Discrete vs continuous differ by the solvers' error:
-    at rtol 1e-7 observed 1e-8 (bound 1e-7), for the term's part alone too.
-    (At much tighter tolerances the error estimate itself, a difference of
-    nearly equal stage combinations, sits near round-off, and so does the
-    agreement of its derivatives.)"""
+def _local_gradients(methods):
     term = R.LocalErrorEstimate(10.0, sampling="unbiased", seed=3)
     obj, _ = make_objective([term], rtol=1e-7, atol=1e-9)
     plain, _ = make_objective(None, rtol=1e-7, atol=1e-9)
-    methods = ("discrete", "backsolve", "interpolating")
-    g = {m: obj.grad(THETA, method=m) for m in methods}
+    return {m: obj.grad(THETA, method=m) for m in methods}, plain
+
+
+def test_local_term_gradient_by_the_backsolve_adjoint():
+    """The point of local regularisation: a continuous adjoint differentiates it
+    (at rtol 1e-7 observed 1.7e-9 from the discrete gradient; bound 2e-8)."""
+    g, plain = _local_gradients(("discrete", "backsolve"))
+    assert rel(g["discrete"], plain.grad(THETA)) > 1e-2  # the term contributes
+    assert rel(g["backsolve"], g["discrete"]) < 2e-8
+
+
+@pytest.mark.slow
+def test_local_term_gradients_agree_across_discrete_and_continuous_adjoints():
+    """The point of local regularisation: backsolve and interpolating adjoints
+    differentiate it too. Discrete vs continuous differ by the solvers' error:
+    at rtol 1e-7 observed 1.7e-9 (bound 2e-8), 1.0e-9 for the term's part alone.
+    (At much tighter tolerances the error estimate itself, a difference of
+    nearly equal stage combinations, sits near round-off, and so does the
+    agreement of its derivatives.)"""
+    methods = ("discrete", "backsolve", "interpolating", "forward")
+    g, plain = _local_gradients(methods)
     gp = {m: plain.grad(THETA, method=m) for m in methods}
     assert rel(g["discrete"], gp["discrete"]) > 1e-2  # the term contributes
     for m in methods[1:]:
-        assert rel(g[m], g["discrete"]) < 1e-7, m
-        assert rel(g[m] - gp[m], g["discrete"] - gp["discrete"]) < 1e-7, m
+        assert rel(g[m], g["discrete"]) < 2e-8, m
+        assert rel(g[m] - gp[m], g["discrete"] - gp["discrete"]) < 2e-8, m
 
 
 @pytest.mark.slow
@@ -381,8 +397,12 @@ def test_local_terms_hessians_agree_across_all_seven_methods():
     every step ends on an observation time, so the sampled times and steps are
     locally independent of θ (as the finite differences need). Observed: same
     discretisation 4e-11, discrete vs continuous 3e-9, fd-grad 2e-6, fd 5e-5."""
-    obj = _frozen_grid_objective([R.LocalErrorEstimate(10.0, sampling="biased", seed=2),
-                                  R.LocalStiffnessEstimate(0.1, sampling="biased", seed=5)])
+    obj = _frozen_grid_objective(
+        [
+            R.LocalErrorEstimate(10.0, sampling="biased", seed=2),
+            R.LocalStiffnessEstimate(0.1, sampling="biased", seed=5),
+        ]
+    )
     H = {m: obj.hessian(THETA, method=m) for m in pj.HESSIAN_METHODS}
     same = {"direct-direct", "direct-adjoint", "elementwise"}
     bound = {"fd-grad": 2e-5, "fd": 5e-4}
@@ -403,7 +423,7 @@ def _linear_field(t, y, th):
 
 def test_taylor_derivative_on_a_linear_ode_is_the_integral_of_a_power_of_A():
     """y' = Ay: dᴷy/dtᴷ = Aᴷ e^{tA} y0, so R_K = mean_b ∫₀¹ ‖Aᴷ e^{tA} y0_b‖² dt
-    (quadrature of the closed form; observed 1e-11 at rtol 1e-10, bound 1e-9)."""
+    (quadrature of the closed form; observed 9e-11 at rtol 1e-10, bound 1e-9)."""
     from scipy.integrate import quad
     from scipy.linalg import expm
 
@@ -425,10 +445,8 @@ def test_taylor_derivative_on_a_linear_ode_is_the_integral_of_a_power_of_A():
         R.TaylorDerivative(1.0, order=0)
 
 
-def test_taylor_derivative_is_differentiated_by_discrete_and_continuous_adjoints():
-    """A nonlinear, time-dependent field (y'' = f_t + f_y f checked pointwise), and
-    the running cost's gradient by discrete vs backsolve: the solvers' error at
-    rtol 1e-9 (observed 3e-9; bound 3e-8, as in tests/test_engine_open.py)."""
+def test_taylor_mode_on_a_nonlinear_time_dependent_field():
+    """y'' = f_t + f_y f by forward-mode Jacobians (round-off: bound 1e-13)."""
     mlp = pj.MLP([2, 3, 2], "tanh", time_dependent=True)
     th = mlp.init(0)
     f = lambda t, y: mlp(t, y, jnp.asarray(th))
@@ -436,12 +454,20 @@ def test_taylor_derivative_is_differentiated_by_discrete_and_continuous_adjoints
     d = R.taylor_derivatives(f, t0, y, 2)
     ft, fy = jax.jacfwd(f, argnums=0)(t0, y), jax.jacfwd(f, argnums=1)(t0, y)
     assert np.allclose(d[1], ft + fy @ f(t0, y), rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.slow
+def test_taylor_derivative_is_differentiated_by_discrete_and_continuous_adjoints():
+    """The running cost's gradient by discrete vs backsolve: the solvers' error at
+    rtol 1e-9 (observed 2.3e-10; bound 3e-9)."""
+    mlp = pj.MLP([2, 3, 2], "tanh", time_dependent=True)
+    th = mlp.init(0)
     model = pj.NeuralODE(mlp, rtol=1e-9, atol=1e-11)
     obj = pj.TrajectoryLoss(model, TS, Y0, targets_for(TS), regularizers=[R.TaylorDerivative(0.1, order=2)])
     plain = pj.TrajectoryLoss(model, TS, Y0, targets_for(TS))
     g = {m: obj.grad(th, method=m) for m in ("discrete", "backsolve")}
     assert rel(g["discrete"], plain.grad(th)) > 1e-3
-    assert rel(g["backsolve"], g["discrete"]) < 3e-8
+    assert rel(g["backsolve"], g["discrete"]) < 3e-9
 
 
 def test_random_end_time_draws_steer_times():
@@ -516,8 +542,47 @@ def test_vcab3_discrete_gradient_against_differences_of_the_frozen_grid_loss():
     g = obj.grad(THETA)
     fn, args = obj.direct_function(THETA)
     V = np.random.default_rng(0).standard_normal((3, len(THETA)))
-    h = 1e-5  # smooth loss: two-point truncation ~1e-10, round-off ~1e-11 (observed 3e-10)
+    h = 1e-5  # smooth loss: two-point truncation ~1e-10, round-off ~1e-11 (observed 5e-10)
     L = np.asarray(batched_values(fn, jnp.asarray(np.concatenate([THETA + h * V, THETA - h * V])), args))
     assert rel(V @ g, (L[:3] - L[3:]) / (2 * h)) < 3e-9
     with pytest.raises(NotImplementedError, match="'vcab3' is a multistep method"):
         pj.TrajectoryLoss(model, TS, Y0, targets_for(TS), regularizers=[R.ErrorEstimate(1.0)])
+
+
+# ---- examples and benchmark: quick modes -------------------------------------------------------
+
+
+def _load_script(folder, name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / folder / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["spiral_regularisers", "digits_regularisers", "spiral_sde"])
+def test_regulariser_examples_quick_mode_runs_and_resumes(script, tmp_path):
+    if script == "digits_regularisers":
+        pytest.importorskip("sklearn")
+    mod = _load_script("examples", script)
+    out = tmp_path / "results.json"
+    summary = mod.main(["--quick", "--out", str(out)])
+    assert out.exists() and summary
+    stamp = out.stat().st_mtime
+    mod.main(["--quick", "--out", str(out)])  # resumes: finished runs are not redone
+    assert out.stat().st_mtime == stamp
+
+
+@pytest.mark.slow
+def test_local_memory_benchmark_quick_mode():
+    rows = _load_script("benchmarks", "local_regularisation_memory").main(["--quick"])
+    by = {(r["T"], r["variant"]): r for r in rows}
+    # backsolve's memory does not grow with the number of steps; local regularisation adds a constant
+    assert by[(1.0, "none")]["backsolve"] == by[(8.0, "none")]["backsolve"]
+    assert by[(1.0, "local")]["backsolve"] - by[(1.0, "none")]["backsolve"] == (
+        by[(8.0, "local")]["backsolve"] - by[(8.0, "none")]["backsolve"]
+    )
