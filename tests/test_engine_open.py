@@ -56,6 +56,7 @@ def cubic_field(t, y, theta):
     return A @ y + theta[4:6] * jnp.sin(y) ** 2 + theta[6:8] * jnp.sin(t)
 
 
+@pytest.mark.slow  # the Equinox field below runs the same suite through the same VectorField path by default
 def test_plain_function_field_passes_the_agreement_suite():
     vf = pj.VectorField(cubic_field, num_params=8, init=lambda s: 0.3 * np.random.default_rng(s).normal(size=8))
     model = pj.NeuralODE(vf, rtol=RTOL, atol=RTOL * 1e-2)

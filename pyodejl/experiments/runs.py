@@ -527,9 +527,9 @@ def load_run(path) -> Run:
     return Run(path)
 
 
-def read_jsonl(path) -> list[dict]:
+def read_jsonl(path, key: str = "step") -> list[dict]:
     """The JSON objects of a ``.jsonl`` file of a run folder, one per line, each with
-    an integer ``"step"`` (``[]`` if the file does not exist).
+    an integer ``key`` (default ``"step"``; ``[]`` if the file does not exist).
 
     Raises:
         RunFolderError: a line that is not such an object (naming the line).
@@ -549,8 +549,8 @@ def read_jsonl(path) -> list[dict]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise RunFolderError(path, f"line {i} is not valid JSON ({exc.msg})") from exc
-        if not isinstance(obj, dict) or not _is_int(obj.get("step")):
-            raise RunFolderError(path, f"line {i} is not a JSON object with an integer 'step'")
+        if not isinstance(obj, dict) or not _is_int(obj.get(key)):
+            raise RunFolderError(path, f"line {i} is not a JSON object with an integer {key!r}")
         out.append(obj)
     return out
 

@@ -91,6 +91,7 @@ from pyodejl.experiments.runs import (
     atomic_write_text,
     jsonl_text,
     package_versions,
+    read_jsonl,
     version_differences,
 )
 
@@ -498,21 +499,7 @@ def _trainer(config, data):
 
 def _epoch_records(path: Path) -> list[dict]:
     """``records.jsonl`` (one object per epoch, key ``"epoch"``)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RunFolderError(path, f"line {i} is not valid JSON ({exc.msg})") from exc
-        if not isinstance(obj, dict) or not _is_int(obj.get("epoch")):
-            raise RunFolderError(path, f"line {i} is not a JSON object with an integer 'epoch'")
-        out.append(obj)
-    return out
+    return read_jsonl(path, key="epoch")
 
 
 def _read_config(folder: Path):
