@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import jit, to_device
-from pyodejl.models.mlp import activation_fn
+from pyodejl.models.mlp import activation_fn, layer_sizes
 from pyodejl.solving.fixed_point import (
     FixedPointInfo,
     SteadyState,
@@ -88,9 +88,7 @@ class Dense:
     last_activation: bool = True
 
     def __post_init__(self):
-        sizes = tuple(int(s) for s in self.sizes)
-        if len(sizes) < 2 or any(s < 1 for s in sizes):
-            raise ValueError(f"sizes needs at least two positive widths, got {self.sizes!r}")
+        sizes = layer_sizes(self.sizes)
         activation_fn(self.activation)
         object.__setattr__(self, "sizes", sizes)
 

@@ -35,6 +35,24 @@ def activation_fn(name: str) -> Callable:
         ) from None
 
 
+def layer_sizes(sizes) -> tuple[int, ...]:
+    """``sizes`` as a tuple of ints ``(in, hidden..., out)``, each >= 1 and at least two.
+
+    Raises:
+        TypeError: not a sequence of integers.
+        ValueError: fewer than two widths, or a width below 1.
+    """
+    try:
+        sizes = tuple(int(s) for s in sizes)
+    except TypeError:
+        raise TypeError(f"sizes must be a sequence of ints, got {sizes!r}") from None
+    if len(sizes) < 2:
+        raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
+    if any(s < 1 for s in sizes):
+        raise ValueError(f"every layer width must be >= 1, got {sizes}")
+    return sizes
+
+
 class MLP(eqx.Module):
     """A fully connected network ``R^sizes[0] -> R^sizes[-1]`` read from a flat θ.
 
@@ -64,14 +82,7 @@ class MLP(eqx.Module):
     time_dependent: bool = eqx.field(static=True)
 
     def __init__(self, sizes, activation: str = "tanh", time_dependent: bool = False):
-        try:
-            sizes = tuple(int(s) for s in sizes)
-        except TypeError:
-            raise TypeError(f"sizes must be a sequence of ints, got {sizes!r}") from None
-        if len(sizes) < 2:
-            raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
-        if any(s < 1 for s in sizes):
-            raise ValueError(f"every layer width must be >= 1, got {sizes}")
+        sizes = layer_sizes(sizes)
         activation_fn(activation)
         self.sizes = sizes
         self.activation = activation

@@ -20,7 +20,7 @@ import math
 import equinox as eqx
 import numpy as np
 
-from pyodejl.models.mlp import activation_fn
+from pyodejl.models.mlp import activation_fn, layer_sizes
 
 __all__ = ["ConcatTimeMLP"]
 
@@ -50,14 +50,7 @@ class ConcatTimeMLP(eqx.Module):
     output_activation: str = eqx.field(static=True)
 
     def __init__(self, sizes, activation: str = "tanh", output_activation: str = "tanh"):
-        try:
-            sizes = tuple(int(s) for s in sizes)
-        except TypeError:
-            raise TypeError(f"sizes must be a sequence of ints, got {sizes!r}") from None
-        if len(sizes) < 2:
-            raise ValueError(f"sizes needs at least an input and an output width, got {sizes}")
-        if any(s < 1 for s in sizes):
-            raise ValueError(f"every layer width must be >= 1, got {sizes}")
+        sizes = layer_sizes(sizes)
         activation_fn(activation)
         activation_fn(output_activation)
         self.sizes = sizes
