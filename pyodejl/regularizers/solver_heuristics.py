@@ -77,14 +77,20 @@ def _why_no_stages(spec) -> str:
     return "is a multistep method without Runge–Kutta stages"
 
 
-def require_error_estimate(term, model) -> None:
-    """Raise unless ``model``'s solver has explicit stages and an embedded error estimate."""
+def _explicit_rk_spec(term, model, alternatives: str):
+    """``model``'s solver facts; NotImplementedError (naming ``alternatives``) unless it has explicit RK stages."""
     spec = solver_spec(model.solver)
     if spec.tableau is None:
         raise NotImplementedError(
             f"{type(term).__name__} needs the stages of an explicit Runge–Kutta solver; {spec.name!r} "
-            f"{_why_no_stages(spec)}. Use dopri5, tsit5, dopri8 or bosh3"
+            f"{_why_no_stages(spec)}. Use {alternatives}"
         )
+    return spec
+
+
+def require_error_estimate(term, model) -> None:
+    """Raise unless ``model``'s solver has explicit stages and an embedded error estimate."""
+    spec = _explicit_rk_spec(term, model, "dopri5, tsit5, dopri8 or bosh3")
     if not spec.has_error_estimate or spec.tableau.b_error is None:
         raise ValueError(
             f"{type(term).__name__} needs an adaptive solver with an embedded error estimate; "
@@ -94,12 +100,7 @@ def require_error_estimate(term, model) -> None:
 
 def require_unit_stages(term, model) -> None:
     """Raise unless ``model``'s solver has two stages at c = 1 (Shampine's estimate)."""
-    spec = solver_spec(model.solver)
-    if spec.tableau is None:
-        raise NotImplementedError(
-            f"{type(term).__name__} needs the stages of an explicit Runge–Kutta solver; {spec.name!r} "
-            f"{_why_no_stages(spec)}. Use dopri5, tsit5 or dopri8"
-        )
+    spec = _explicit_rk_spec(term, model, "dopri5, tsit5 or dopri8")
     if spec.unit_stages is None:
         raise ValueError(
             f"{type(term).__name__} needs a solver with two stages at c = 1 for Shampine's stiffness "
