@@ -146,12 +146,24 @@ class StiffnessRunConfig(SavedConfig):
         epochs: passes over the 900 training points (positive integer).
         lam: penalty weight λ ≥ 0 (None: :data:`DEFAULT_LAMBDAS`; must be 0 for
             ``res`` and ``node``).
-        width, depth, activation, T: the ResNet (default 20, 10, tanh, 1.0).
-        node_width, augment_dim, solver, rtol, atol, max_steps: the Neural ODE.
-        n_train, n_test, batch_size, data_seed: the data (900, 100, 45, 0).
+        width: ResNet width (default 20).
+        depth: ResNet depth, the number of Euler steps (default 10).
+        activation: ResNet activation (default ``"tanh"``).
+        T: ResNet time horizon; the step is T / depth (default 1.0).
+        node_width: hidden width of the Neural ODE's vector field (default 20).
+        augment_dim: zero dimensions appended to the Neural ODE state (default 8).
+        solver: the Neural ODE's Diffrax solver name (default ``"tsit5"``).
+        rtol: the Neural ODE's relative tolerance (default 1e-5).
+        atol: the Neural ODE's absolute tolerance (default 1e-7).
+        max_steps: the Neural ODE's step budget (default 4096).
+        n_train: training points (default 900).
+        n_test: test points (default 100).
+        batch_size: minibatch size (default 45).
+        data_seed: seed of the Alpine02 sample (default 0).
         lr: initial Adam learning rate (1e-3).
-        plateau_factor, plateau_patience, plateau_threshold: reduce-on-plateau
-            (PyTorch's defaults 0.1, 10, 1e-4).
+        plateau_factor: reduce-on-plateau factor (PyTorch's default 0.1).
+        plateau_patience: reduce-on-plateau patience in epochs (PyTorch's default 10).
+        plateau_threshold: reduce-on-plateau relative threshold (PyTorch's default 1e-4).
         proxy_every: record the stiffness proxies every this many epochs (and at
             the last); they cost about 100 plain epochs each time (see REPRODUCTION.md).
         hessian_chunk: Hessian-vector products per batch of the Hessian (memory ∝ chunk · n_train).

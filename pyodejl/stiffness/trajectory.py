@@ -206,8 +206,10 @@ def trajectory_stiffness(
             N·B·D² Jacobian entries at once; with ``False`` only Shampine's
             estimate and the detector are computed (no evaluation of f beyond the
             solve) and ``.eigenvalues`` is None.
-        threshold, fire_after, reset_after: Hairer's test (defaults 3.25, 15, 6:
-            DOPRI5's), see :func:`hairer_detector`.
+        threshold: Hairer's bound on |h·λ̂| (default 3.25, DOPRI5's), see
+            :func:`hairer_detector`.
+        fire_after: stiff steps to fire (default 15).
+        reset_after: non-stiff steps in a row that reset the stiff count (default 6).
 
     Returns:
         :class:`TrajectoryStiffnessResult`. Shampine's estimate uses the state
