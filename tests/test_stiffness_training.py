@@ -14,10 +14,13 @@ from pyodejl.experiments.stiffness_training import (
     StiffnessRunConfig,
     _ResNetTrainer,
     alpine02_split,
+    draw_penalty_triples,
     load_stiffness_experiment,
     penalised_loss,
+    penalty_per_sample,
     plateau_step,
     run_stiffness_experiment,
+    sampled_penalty_sq_sum,
     train_stiffness_run,
 )
 from pyodejl.models.resnet import ResNet
@@ -108,6 +111,66 @@ def test_penalised_loss_matches_numpy_loop():
         ours = float(loss(theta, "stiff", lam))
         assert lo * (1 - 1e-12) <= ours <= hi * (1 + 1e-12)
         assert (hi - lo) / lo < 2e-2  # the bracket is informative (observed: ~5e-3 at λ = 1)
+
+
+def test_sampled_penalty_averages_to_the_exact_one_over_every_draw():
+    """The estimate is unbiased: its mean over all B·N² equally likely (i, a, b) is Σᵢpᵢ²
+    exactly (a finite sum, so float64 round-off), and so is its gradient's mean."""
+    import jax
+    import jax.numpy as jnp
+
+    from pyodejl.stiffness import jacobians_at, layer_jacobians
+
+    width, depth, B = 6, 3, 4
+    net = ResNet(2, width, depth, 1)
+    x, y, _, _ = alpine02_split(900, 100, 0)
+    x, y = x[:B], y[:B]
+    theta = jnp.asarray(_theta_after_training(net, x, y))
+    i, a, b = np.meshgrid(np.arange(B), np.arange(depth), np.arange(depth), indexing="ij")
+    every = np.stack([i.ravel(), a.ravel(), b.ravel()])  # (3, B·N²): all draws, each once
+
+    # the gathered Jacobians are the full set's entries
+    states = net.hidden_states(theta, x)
+    full = np.asarray(layer_jacobians(net, theta, x))
+    gathered = np.asarray(jacobians_at(net, theta, states, every[1], every[0]))
+    np.testing.assert_allclose(gathered, full[every[1], every[0]], rtol=1e-13, atol=1e-15)  # einsum order: round-off
+
+    def exact(t):
+        return jnp.sum(penalty_per_sample(net, t, x, "stiff") ** 2)
+
+    def mean_estimate(t):
+        return sampled_penalty_sq_sum(net, t, net.hidden_states(t, x), every)
+
+    assert float(mean_estimate(theta)) == pytest.approx(float(exact(theta)), rel=1e-13)
+    np.testing.assert_allclose(jax.grad(mean_estimate)(theta), jax.grad(exact)(theta), rtol=1e-11, atol=1e-13)
+    # one draw: B·N²·ρ_a ρ_b, the summand itself
+    rho = np.asarray(penalty_per_sample(net, theta, x, "stiff"))  # Σₙ ρ per sample, for scale
+    one = float(sampled_penalty_sq_sum(net, theta, states, every[:, :1]))
+    assert 0 < one < B * rho.max() ** 2 * depth**2
+    # the loss with the estimate: data term from the same states
+    loss = float(penalised_loss(net, theta, x, y, "stiff-sampled", 1e-3, every))
+    ref = float(penalised_loss(net, theta, x, y, "stiff", 1e-3))
+    assert loss == pytest.approx(ref, rel=1e-13)
+    with pytest.raises(ValueError, match="needs triples"):
+        penalised_loss(net, theta, x, y, "stiff-sampled", 1e-3)
+    # draws are uniform over their ranges and seed-determined
+    t1 = draw_penalty_triples(np.random.default_rng(0), 5, B, depth, 2)
+    assert t1.shape == (5, 3, 2) and t1[:, 0].max() < B and t1[:, 1:].max() < depth and t1.min() >= 0
+    np.testing.assert_array_equal(t1, draw_penalty_triples(np.random.default_rng(0), 5, B, depth, 2))
+
+
+def test_sampled_penalty_run_resumes_identically_and_differs_from_plain(tmp_path):
+    config = StiffnessRunConfig(model="res-stiff-sampled", seed=1, epochs=3, proxy_every=100, lam=1.0, **SMALL)
+    folder = tmp_path / "s"
+    assert train_stiffness_run(config, folder, hessian=False, progress=False, stop_after=1)["summary"] is None
+    resumed = train_stiffness_run(config, folder, hessian=False, progress=False)["records"]
+    ref = train_stiffness_run(config, tmp_path / "ref", hessian=False, progress=False)["records"]
+    assert [r["epoch"] for r in resumed] == [0, 1, 2, 3]
+    for r, q in zip(resumed, ref):
+        assert r["train_mse"] == pytest.approx(q["train_mse"], rel=1e-12, abs=0)
+    plain = StiffnessRunConfig(model="res", seed=1, epochs=3, proxy_every=100, **SMALL)
+    other = train_stiffness_run(plain, tmp_path / "plain", hessian=False, progress=False)["records"]
+    assert abs(other[-1]["train_mse"] - ref[-1]["train_mse"]) > 1e-6 * ref[-1]["train_mse"]
 
 
 def test_plateau_rule_follows_pytorch_defaults():
@@ -240,6 +303,7 @@ def test_cli_bad_input(tmp_path, capsys, args, message):
     [
         (dict(model="resnet"), "unknown model 'resnet'"),
         (dict(model="res", epochs=0), "epochs must be a positive integer, got 0"),
+        (dict(model="res-stiff-sampled", penalty_draws=0), "penalty_draws must be a positive integer, got 0"),
         (dict(model="res-stiff", lam=-1e-3), "lam .* must be a finite number >= 0, got -0.001"),
         (dict(model="res-l2", lam=float("inf")), "lam .* must be a finite number >= 0"),
         (dict(model="res", lam=1e-3), "model 'res' has no penalty"),
@@ -292,7 +356,8 @@ def test_quick_example_and_plot_command(tmp_path):
 
 @pytest.mark.slow
 def test_quick_example_all_models(tmp_path):
-    table = _run_quick(tmp_path, ["res", "res-l2", "res-stiff", "node", "node-stiff"])
-    assert set(table) == {"res", "res-l2", "res-stiff", "node", "node-stiff"}
+    models = ["res", "res-l2", "res-stiff", "res-stiff-sampled", "node", "node-stiff"]
+    table = _run_quick(tmp_path, models)
+    assert set(table) == set(models)
     assert (tmp_path / "q" / "figures" / "stiffness_node.png").exists()
     assert table["node-stiff"]["stiffness_estimate"]["n"] == 2

@@ -159,9 +159,12 @@ def _add_stiffness_arguments(p: argparse.ArgumentParser):
                    help="epochs of the Neural ODE models (default: --epochs)")
     p.add_argument("--proxy-every", type=_positive_int, default=5,
                    help="record the stiffness proxies every N epochs and at the last (default 5)")
-    for flag, m in (("--lambda-l2", "res-l2"), ("--lambda-stiff", "res-stiff"), ("--lambda-node", "node-stiff")):
+    for flag, m in (("--lambda-l2", "res-l2"), ("--lambda-stiff", "res-stiff"),
+                    ("--lambda-stiff-sampled", "res-stiff-sampled"), ("--lambda-node", "node-stiff")):
         p.add_argument(flag, type=_nonneg_float, default=DEFAULT_LAMBDAS[m],
                        help=f"penalty weight λ of {m} (default {DEFAULT_LAMBDAS[m]:g})")
+    p.add_argument("--penalty-draws", type=_positive_int, default=1,
+                   help="(sample, layer, layer) triples per minibatch of res-stiff-sampled (default 1)")
     p.add_argument("--data-seed", type=_nonneg_int, default=0, help="seed of the Alpine02 points (default 0)")
     g = p.add_argument_group("sizes (default: seed 001's Alpine02 setup)")
     g.add_argument("--width", type=_positive_int, default=20, help="ResNet width (default 20)")
@@ -195,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_track_arguments(t)
     st = sub.add_parser("stiffness", help="stiffness-penalised training of ResNets and Neural ODEs on Alpine02",
                         description="Seed 001's comparison: ResNets without penalty (res), with an L2 penalty "
-                                    "(res-l2) and with a stiffness penalty (res-stiff), and a Neural ODE without "
+                                    "(res-l2), with a stiffness penalty (res-stiff) and with a sampled, "
+                                    "unbiased estimate of it (res-stiff-sampled), and a Neural ODE without "
                                     "(node) and with the SRNODE stiffness penalty (node-stiff), several "
                                     "initialisations each; records losses and stiffness proxies per epoch and "
                                     "the exact Hessian spectrum of the trained ResNets.")
@@ -308,7 +312,8 @@ def _run(parser, args) -> int:
     if args.command == "stiffness":
         from pyodejl.experiments.stiffness_training import run_stiffness_experiment
 
-        lambdas = {"res-l2": args.lambda_l2, "res-stiff": args.lambda_stiff, "node-stiff": args.lambda_node}
+        lambdas = {"res-l2": args.lambda_l2, "res-stiff": args.lambda_stiff,
+                   "res-stiff-sampled": args.lambda_stiff_sampled, "node-stiff": args.lambda_node}
         exp = run_stiffness_experiment(args.out, args.models, args.seeds, epochs=args.epochs,
                                        node_epochs=args.node_epochs, proxy_every=args.proxy_every,
                                        lambdas={m: v for m, v in lambdas.items() if m in args.models},
@@ -316,7 +321,7 @@ def _run(parser, args) -> int:
                                        hessian_seeds=() if args.no_hessian else args.hessian_seeds,
                                        width=args.width, depth=args.depth, n_train=args.n_train,
                                        n_test=args.n_test, batch_size=args.batch_size,
-                                       progress=not args.no_progress,
+                                       penalty_draws=args.penalty_draws, progress=not args.no_progress,
                                        allow_version_change=args.allow_version_change)
         print(f"{args.out}: " + ", ".join(f"{m} {sum(r['summary'] is not None for r in runs)} runs"
                                           for m, runs in exp.items()))

@@ -11,6 +11,14 @@ total stiffness and wall time:
   formula (k = 2¹⁰) of every layer's Jacobian ``Jₙ,ᵢ = diag(σ'(Wₙxₙ₋₁⁽ⁱ⁾ + bₙ))Wₙ``,
   summed over the layers for each sample (:func:`pyodejl.stiffness.layer_stiffness`).
 
+Ours, not the seed's:
+
+* ``res-stiff-sampled`` — the same loss with ``Σᵢ pᵢ²`` replaced by an unbiased
+  estimate from ``penalty_draws`` random (sample, layer, layer) triples per minibatch
+  (:func:`sampled_penalty_sq_sum`): two Gelfand radii per draw instead of
+  depth × batch (450 in the seed's setup), which is what brings the penalised epoch
+  within about 2× of the plain one (``benchmarks/stiffness_penalty.py``).
+
 **The loss** is the seed's ``√(Σ_{(xᵢ,yᵢ)∈S} |F(xᵢ) − yᵢ|² + λ pᵢ²)`` on a minibatch S.
 We read the sum as running over both terms (the seed calls it the "quadratic mean of
 RMSE and penalty"), i.e. ``√(Σᵢ |F(xᵢ) − yᵢ|² + λ Σᵢ pᵢ²)``; for ``res-l2`` the
@@ -34,7 +42,8 @@ The Neural ODE variant (seed 004 ch. 5, SRNODE) is ours, not the seed's:
   counterpart.
 
 **Setup** (seed 001's Alpine02 slide): inputs in [−5, 5]², 900 training points in 20
-minibatches of 45 (reshuffled every epoch from ``default_rng([seed, 2, epoch])``), 100
+minibatches of 45 (reshuffled every epoch from ``default_rng([seed, 2, epoch])``; the
+sampled penalty's triples from ``default_rng([seed, 3, epoch])``), 100
 test points, drawn once from ``data_seed`` (:func:`pyodejl.experiments.make_task`);
 ResNet width 20, depth 10, tanh, T = 1 (p = 4281); Adam (lr 1e-3) and the seed's
 "reduce on plateau": PyTorch's ``ReduceLROnPlateau`` defaults (factor 0.1, patience 10
@@ -103,6 +112,8 @@ __all__ = [
     "alpine02_split",
     "parameter_norm_mean",
     "penalty_per_sample",
+    "sampled_penalty_sq_sum",
+    "draw_penalty_triples",
     "penalised_loss",
     "PlateauState",
     "plateau_step",
@@ -115,15 +126,22 @@ __all__ = [
 ]
 
 #: The models: seed 001's three ResNets, and our Neural ODE pair (SRNODE penalty).
-STIFFNESS_MODELS = ("res", "res-l2", "res-stiff", "node", "node-stiff")
-#: λ by model (seed 001 for the ResNets; ours for node-stiff).
-DEFAULT_LAMBDAS = {"res": 0.0, "res-l2": 1e-5, "res-stiff": 1e-3, "node": 0.0, "node-stiff": 1.0}
+STIFFNESS_MODELS = ("res", "res-l2", "res-stiff", "res-stiff-sampled", "node", "node-stiff")
+#: λ by model (seed 001 for the ResNets; the sampled penalty keeps the seed's λ; ours for node-stiff).
+DEFAULT_LAMBDAS = {
+    "res": 0.0,
+    "res-l2": 1e-5,
+    "res-stiff": 1e-3,
+    "res-stiff-sampled": 1e-3,
+    "node": 0.0,
+    "node-stiff": 1.0,
+}
 #: The recorded ResNet stiffness proxies (totals over layers and training samples).
 PROXIES = ("stiffness_ratio", "magnitude_ratio", "singular_value_ratio", "spectral_radius")
 #: Marker file of an experiment root (read by ``python -m pyodejl plot``).
 EXPERIMENT_FILE = "stiffness_experiment.json"
 FORMAT_VERSION = 1
-_PENALTY = {"res": "none", "res-l2": "l2", "res-stiff": "stiff"}
+_PENALTY = {"res": "none", "res-l2": "l2", "res-stiff": "stiff", "res-stiff-sampled": "stiff-sampled"}
 _RUN_FILES = ("records.jsonl", "checkpoint.npz", "params.npz", "hessian.npz", "summary.json")
 
 
@@ -167,6 +185,8 @@ class StiffnessRunConfig(SavedConfig):
         proxy_every: record the stiffness proxies every this many epochs (and at
             the last); they cost about 100 plain epochs each time (see REPRODUCTION.md).
         hessian_chunk: Hessian-vector products per batch of the Hessian (memory ∝ chunk · n_train).
+        penalty_draws: (sample, layer, layer) triples per minibatch of
+            ``res-stiff-sampled`` (default 1; ignored by the other models).
     """
 
     model: str
@@ -193,6 +213,7 @@ class StiffnessRunConfig(SavedConfig):
     plateau_threshold: float = 1e-4
     proxy_every: int = 5
     hessian_chunk: int = 128
+    penalty_draws: int = 1
     format: int = FORMAT_VERSION
 
     @property
@@ -213,6 +234,7 @@ class StiffnessRunConfig(SavedConfig):
                 raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
         for name in (
             "epochs",
+            "penalty_draws",
             "width",
             "depth",
             "node_width",
@@ -335,19 +357,76 @@ def penalty_per_sample(resnet, theta, inputs, penalty: str):
     raise ValueError(f"unknown penalty {penalty!r}; expected 'none', 'l2' or 'stiff'")
 
 
-def penalised_loss(resnet, theta, inputs, targets, penalty: str = "none", lam: float = 0.0):
+def draw_penalty_triples(rng: np.random.Generator, batches: int, batch_size: int, depth: int, draws: int):
+    """Random (sample i, layer a, layer b) triples for :func:`sampled_penalty_sq_sum`.
+
+    Independent and uniform: ``i`` in ``[0, batch_size)``, ``a`` and ``b`` in ``[0, depth)``.
+
+    Returns:
+        ``(batches, 3, draws)`` int64: row 0 the samples, rows 1 and 2 the two layers.
+    """
+    shape = (batches, draws)
+    return np.stack(
+        [rng.integers(0, batch_size, shape), rng.integers(0, depth, shape), rng.integers(0, depth, shape)], axis=1
+    )
+
+
+def sampled_penalty_sq_sum(resnet, theta, states, triples):
+    """Unbiased estimate of seed 001's ``Σᵢ pᵢ²``, ``pᵢ = Σₙ ρ_G(Jₙ,ᵢ)``, from a few Jacobians.
+
+    Since ``pᵢ² = Σₐ Σ_b ρ_G(J_{a,i}) ρ_G(J_{b,i})``, a sample i drawn uniformly from the B
+    of the minibatch and two layers a, b drawn independently and uniformly from the N
+    give ``E[B·N²·ρ_G(J_{a,i})·ρ_G(J_{b,i})] = Σᵢ pᵢ²``; the estimate is the mean of that
+    over the ``K`` draws. It is never negative (radii are), so the seed's square root
+    stays real, and its gradient is an unbiased estimate of the exact penalty's
+    gradient (the square root around the sum makes the loss's gradient slightly
+    biased, as any minibatch estimate inside a nonlinearity is). Cost: 2K Gelfand
+    radii instead of N·B. Ours, not seed 001's (whose penalty is exact and ~100× the
+    plain training time); the same idea as Hutchinson's estimator, applied to a
+    double sum.
+
+    Args:
+        resnet: a :class:`pyodejl.ResNet`.
+        theta: ``(p,)``.
+        states: ``(N + 1, B, width)``, ``resnet.hidden_states(theta, inputs)``.
+        triples: ``(3, K)`` integers from :func:`draw_penalty_triples`.
+
+    Returns:
+        a JAX scalar.
+    """
+    from pyodejl.stiffness import jacobians_at
+    from pyodejl.stiffness.measures import UNCHECKED
+
+    N, B = states.shape[0] - 1, states.shape[1]
+    K = triples.shape[1]
+    layers = jnp.concatenate([triples[1], triples[2]])
+    samples = jnp.concatenate([triples[0], triples[0]])
+    rho = UNCHECKED["spectral_radius"](jacobians_at(resnet, theta, states, layers, samples), method="gelfand")
+    return (B * N**2 / K) * jnp.sum(rho[:K] * rho[K:])
+
+
+def penalised_loss(resnet, theta, inputs, targets, penalty: str = "none", lam: float = 0.0, triples=None):
     """Seed 001's minibatch loss ``√(Σᵢ |F(xᵢ) − yᵢ|² + λ Σᵢ pᵢ²)`` (a JAX scalar).
 
     Args:
         resnet: a :class:`pyodejl.ResNet` with ``out_dim = 1``.
         theta: ``(p,)``.
         inputs: ``(B, in_dim)``; targets ``(B,)``.
-        penalty: ``"none"``, ``"l2"`` or ``"stiff"`` (:func:`penalty_per_sample`).
+        penalty: ``"none"``, ``"l2"`` or ``"stiff"`` (:func:`penalty_per_sample`), or
+            ``"stiff-sampled"``: ``Σᵢ pᵢ²`` of ``"stiff"`` estimated by
+            :func:`sampled_penalty_sq_sum` from ``triples``.
         lam: λ ≥ 0.
+        triples: ``(3, K)`` integers, required by ``"stiff-sampled"`` (ignored otherwise).
     """
-    r = resnet(theta, inputs)[:, 0] - targets
-    p = penalty_per_sample(resnet, theta, inputs, penalty)
-    return jnp.sqrt(jnp.sum(r**2) + lam * jnp.sum(p**2))
+    if penalty != "stiff-sampled":
+        r = resnet(theta, inputs)[:, 0] - targets
+        p = penalty_per_sample(resnet, theta, inputs, penalty)
+        return jnp.sqrt(jnp.sum(r**2) + lam * jnp.sum(p**2))
+    if triples is None:
+        raise ValueError("penalty 'stiff-sampled' needs triples (3, K) from draw_penalty_triples")
+    states = resnet.hidden_states(theta, inputs)
+    r = resnet.readout(resnet.split(theta)[2], states[-1])[:, 0] - targets
+    return jnp.sqrt(jnp.sum(r**2) + lam * sampled_penalty_sq_sum(resnet, theta, states, triples))
 
 
 # --------------------------------------------------------------------------------------
@@ -391,8 +470,8 @@ class _ResNetTrainer:
         self.opt = optax.scale_by_adam()
         net, penalty, lam, opt = self.net, _PENALTY[config.model], config.lam, self.opt
 
-        def step(theta, state, x, y, lr):
-            value, g = jax.value_and_grad(lambda t: penalised_loss(net, t, x, y, penalty, lam))(theta)
+        def step(theta, state, x, y, lr, triples):
+            value, g = jax.value_and_grad(lambda t: penalised_loss(net, t, x, y, penalty, lam, triples))(theta)
             updates, state = opt.update(g, state, theta)
             return theta - lr * updates, state, value
 
@@ -473,7 +552,7 @@ class _NodeTrainer:
 
         return init_params(self.spec, self.task, seed)
 
-    def step(self, theta, state, x, y, lr):
+    def step(self, theta, state, x, y, lr, triples=None):
         obj = self.objective(np.asarray(x), np.asarray(y), self.config.model == "node-stiff")
         value = obj.value(np.asarray(theta))
         g = obj.grad(np.asarray(theta))
@@ -696,13 +775,15 @@ def train_stiffness_run(
             if stop_after is not None and done_now >= stop_after:
                 return {"config": config, "records": records, "summary": None}
             perm = np.random.default_rng([config.seed, 2, epoch]).permutation(config.n_train)
+            draws = np.random.default_rng([config.seed, 3, epoch])
+            triples = draw_penalty_triples(draws, nb, config.batch_size, config.depth, config.penalty_draws)
             xtr, ytr = np.asarray(tr.xtr)[perm], np.asarray(tr.ytr)[perm]
             th = jnp.asarray(theta)
             values = []
             w0, c0 = time.perf_counter(), time.process_time()
             for b in range(nb):
                 sl = slice(b * config.batch_size, (b + 1) * config.batch_size)
-                th, state, v = tr.step(th, state, xtr[sl], ytr[sl], plateau.lr)
+                th, state, v = tr.step(th, state, xtr[sl], ytr[sl], plateau.lr, triples[b])
                 values.append(v)
             theta = np.asarray(jax.block_until_ready(th), dtype=np.float64)
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0

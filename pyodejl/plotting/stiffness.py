@@ -20,8 +20,17 @@ from pyodejl.plotting.training import _plt, _save  # one figure-saving rule for 
 
 __all__ = ["plot_proxy_evolution", "plot_hessian_spectra", "plot_node_evolution", "plot_stiffness_experiment"]
 
-_COLOURS = {"res": "C0", "res-l2": "C1", "res-stiff": "C3", "node": "C2", "node-stiff": "C4"}
-_LABELS = {"res": "RES", "res-l2": "RES L2", "res-stiff": "RES stiff", "node": "NODE", "node-stiff": "NODE stiff"}
+_COLOURS = {"res": "C0", "res-l2": "C1", "res-stiff": "C3", "res-stiff-sampled": "C5", "node": "C2", "node-stiff": "C4"}
+#: Display names of the models (figures and tables).
+LABELS = {
+    "res": "RES",
+    "res-l2": "RES L2",
+    "res-stiff": "RES stiff",
+    "res-stiff-sampled": "RES stiff (sampled)",
+    "node": "NODE",
+    "node-stiff": "NODE stiff",
+}
+_RESNETS = ("res", "res-l2", "res-stiff", "res-stiff-sampled")
 _PROXY_PANELS = (
     ("train_mse", "training MSE (ER)", "log"),
     ("test_mse", "test MSE (GE)", "log"),
@@ -62,7 +71,7 @@ def _evolution(experiment, models, panels, title, path):
                 color=c,
                 marker="o" if epochs.size < 30 else None,
                 ms=3,
-                label=f"{_LABELS.get(m, m)} (n={vals.shape[0]})",
+                label=f"{LABELS.get(m, m)} (n={vals.shape[0]})",
             )
             if vals.shape[0] > 1:
                 ax.fill_between(epochs, vals.min(axis=0), vals.max(axis=0), color=c, alpha=0.2, lw=0)
@@ -81,7 +90,7 @@ def _evolution(experiment, models, panels, title, path):
     return _save(fig, path)
 
 
-def plot_proxy_evolution(experiment: dict, path=None, models=("res", "res-l2", "res-stiff")):
+def plot_proxy_evolution(experiment: dict, path=None, models=_RESNETS):
     """Seed 001's "evolution of stiffness proxies": totals over layers and training samples per epoch.
 
     Args:
@@ -111,7 +120,7 @@ def plot_node_evolution(experiment: dict, path=None, models=("node", "node-stiff
     )
 
 
-def plot_hessian_spectra(experiment: dict, path=None, models=("res", "res-l2", "res-stiff"), bins: int = 60):
+def plot_hessian_spectra(experiment: dict, path=None, models=_RESNETS, bins: int = 60):
     """The trained ResNets' exact Hessian spectra (training MSE), one panel per model.
 
     Each panel is a histogram of the eigenvalues of every seed's Hessian pooled (counts
@@ -143,7 +152,7 @@ def plot_hessian_spectra(experiment: dict, path=None, models=("res", "res-l2", "
         emax = np.median([w[-1] for w in ws])
         tr = np.median([np.sum(w) for w in ws])
         neg = np.median([np.sum(w[w < 0]) for w in ws])
-        ax.set_title(f"{_LABELS.get(m, m)} (n={len(ws)})\nλmax {emax:.3g}, trace {tr:.3g}, Σλ<0 {neg:.2g}", fontsize=9)
+        ax.set_title(f"{LABELS.get(m, m)} (n={len(ws)})\nλmax {emax:.3g}, trace {tr:.3g}, Σλ<0 {neg:.2g}", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("eigenvalues per bin (mean over seeds)")
     fig.suptitle(f"Exact Hessian spectra of the training MSE at the end of training (p = {ws[0].size})", fontsize=11)
@@ -160,10 +169,10 @@ def plot_stiffness_experiment(experiment: dict, out) -> list[Path]:
     plt = _plt()
     out = Path(out)
     written = []
-    if any(m in experiment for m in ("res", "res-l2", "res-stiff")):
+    if any(m in experiment for m in _RESNETS):
         plt.close(plot_proxy_evolution(experiment, out / "stiffness_proxies.png"))
         written.append(out / "stiffness_proxies.png")
-        if any(r["spectrum"] is not None for m in ("res", "res-l2", "res-stiff") for r in experiment.get(m, [])):
+        if any(r["spectrum"] is not None for m in _RESNETS for r in experiment.get(m, [])):
             plt.close(plot_hessian_spectra(experiment, out / "stiffness_hessian_spectra.png"))
             written.append(out / "stiffness_hessian_spectra.png")
     if any(m in experiment for m in ("node", "node-stiff")):

@@ -6,7 +6,8 @@
   ``"gelfand"``) — the seed's differentiable proxies.
 * :func:`layer_jacobians`, :func:`layer_stiffness`, :func:`total_layer_stiffness` — every
   layer's Jacobian ``diag(σ'(Wₙxₙ₋₁ + bₙ))·Wₙ`` for every sample, measured in one
-  batched, differentiable call.
+  batched, differentiable call; :func:`jacobians_at` forms only chosen (layer, sample)
+  pairs, for sampled penalties.
 * :func:`trajectory_stiffness` — along a Neural ODE solve: ∂f/∂y spectra, Shampine's
   per-step estimate, and Hairer's DOPRI5 stiffness test (:func:`hairer_detector`).
 * :mod:`pyodejl.stiffness.tied_linear` — discretise-then-optimise vs
@@ -15,7 +16,7 @@
 The measures take ``(..., d, d)`` batches of matrices and are pure JAX functions.
 """
 
-from pyodejl.stiffness.layers import layer_jacobians, layer_stiffness, total_layer_stiffness
+from pyodejl.stiffness.layers import jacobians_at, layer_jacobians, layer_stiffness, total_layer_stiffness
 from pyodejl.stiffness.measures import (
     MEASURES,
     SPECTRAL_RADIUS_METHODS,
@@ -33,6 +34,7 @@ __all__ = [
     "PowerInfo",
     "TrajectoryStiffnessResult",
     "hairer_detector",
+    "jacobians_at",
     "layer_jacobians",
     "layer_stiffness",
     "magnitude_ratio",

@@ -25,7 +25,7 @@ from pyodejl.models.mlp import activation_fn
 from pyodejl.models.resnet import ResNet, _check_inputs, _check_theta
 from pyodejl.stiffness.measures import MEASURES, UNCHECKED
 
-__all__ = ["layer_jacobians", "layer_stiffness", "total_layer_stiffness"]
+__all__ = ["layer_jacobians", "jacobians_at", "layer_stiffness", "total_layer_stiffness"]
 
 
 def _check_resnet(resnet):
@@ -54,6 +54,12 @@ def layer_jacobians(resnet: ResNet, theta, inputs):
     return _jacobians(resnet, theta, inputs)
 
 
+def _diag_dsigma_times(resnet, z, W):
+    """``diag(σ'(z))·W`` with σ' from one forward-mode product with a tangent of ones."""
+    _, dsigma = jax.jvp(activation_fn(resnet.activation), (z,), (jnp.ones_like(z),))
+    return dsigma[..., :, None] * W
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _jacobians(resnet, theta, inputs):
     xs = resnet.hidden_states(theta, inputs)[:-1]  # x₀ … x_{N−1}: the inputs of layers 1 … N
@@ -64,10 +70,32 @@ def _jacobians(resnet, theta, inputs):
         z = jnp.einsum("nbj,nij->nbi", xs, Ws) + bs[:, None, :]
     else:
         z = jnp.einsum("nj,nij->ni", xs, Ws) + bs
-    # σ' elementwise, from one forward-mode product with a tangent of ones.
-    _, dsigma = jax.jvp(activation_fn(resnet.activation), (z,), (jnp.ones_like(z),))
-    W = Ws[:, None] if batch else Ws
-    return dsigma[..., :, None] * W
+    return _diag_dsigma_times(resnet, z, Ws[:, None] if batch else Ws)
+
+
+def jacobians_at(resnet: ResNet, theta, states, layers, samples):
+    """The layer Jacobians ``J_{layers[k], samples[k]}`` only, from states already computed.
+
+    For stochastic penalties that measure a few (layer, sample) pairs per step: the
+    training loss computes the hidden states once (``resnet.hidden_states``) for its
+    output, and this gathers the pairs' inputs from them, so no Jacobian beyond the
+    requested ones is formed. No input checks (a building block inside a jitted loss).
+
+    Args:
+        resnet: a :class:`pyodejl.models.resnet.ResNet`.
+        theta: ``(resnet.num_params,)``.
+        states: ``(depth + 1, B, width)``, ``resnet.hidden_states(theta, inputs)``.
+        layers: ``(K,)`` integers in ``[0, depth)`` (layer n + 1 of seed 001's numbering).
+        samples: ``(K,)`` integers in ``[0, B)``.
+
+    Returns:
+        ``(K, width, width)``, equal to ``layer_jacobians(resnet, theta, inputs)[layers, samples]``.
+    """
+    _, t_vf, _ = resnet.split(theta)
+    Ws, bs = resnet.vector_field.unflatten(t_vf)
+    W = Ws[layers]
+    z = jnp.einsum("kj,kij->ki", states[layers, samples], W) + bs[layers]
+    return _diag_dsigma_times(resnet, z, W)
 
 
 def layer_stiffness(resnet: ResNet, theta, inputs, measure: str = "stiffness_ratio", **options):
