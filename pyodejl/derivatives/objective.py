@@ -57,7 +57,7 @@ class Objective:
             )
         return out
 
-    def continuous_gradient(self, kind, theta):
+    def continuous_gradient(self, kind, theta, seminorm=False):
         raise ValueError(f"gradient method {kind!r} needs an ODE objective; this objective supports 'discrete'")
 
     # ---- public API --------------------------------------------------------

@@ -396,17 +396,30 @@ class ObservationLoss(Objective):
         per_tangent = 8 * 4 * steps * spec.stages * self.batch_size * widths
         return int(np.clip(2**30 // max(per_tangent, 1), 1, self.num_params))
 
-    def continuous_gradient(self, kind, theta):
-        """∇L by a continuous sensitivity method: ``"backsolve"``, ``"interpolating"`` or ``"forward"``."""
+    def continuous_gradient(self, kind, theta, seminorm: bool = False):
+        """∇L by a continuous sensitivity method: ``"backsolve"``, ``"interpolating"`` or ``"forward"``.
+
+        ``seminorm``: the adjoints' error control skips the parameter integral
+        (:mod:`pyodejl.derivatives.continuous`); not for ``"forward"``.
+        """
         from pyodejl.derivatives import continuous
 
-        fn = {
-            "backsolve": continuous.gradient_backsolve,
-            "interpolating": continuous.gradient_interpolating,
-            "forward": continuous.gradient_forward_sensitivity,
-        }[kind]
         problem, args = self.continuous_problem(theta)
-        return fn(problem, to_device(theta), *args)
+        if kind == "forward":
+            if seminorm:
+                raise ValueError("seminorm applies to the adjoint methods (backsolve, interpolating), not 'forward'")
+            return continuous.gradient_forward_sensitivity(problem, to_device(theta), *args)
+        if kind == "backsolve":
+            return continuous.gradient_backsolve(problem, to_device(theta), *args, bool(seminorm))
+        # The dense interpolant is allocated for the whole step budget: size it from the
+        # steps this θ's forward solve takes (power-of-two buckets bound recompilation),
+        # and fall back to the model's budget if Diffrax's own solve needs more.
+        budget = self.model.max_steps
+        dense = continuous.dense_step_budget(self.solve(theta).stats.num_steps, budget)
+        g = continuous.gradient_interpolating(problem, to_device(theta), *args, bool(seminorm), dense)
+        if dense < budget and not np.all(np.isfinite(np.asarray(g))):
+            g = continuous.gradient_interpolating(problem, to_device(theta), *args, bool(seminorm), budget)
+        return g
 
     # ---- extras ------------------------------------------------------------
     def predict(self, theta) -> np.ndarray:
