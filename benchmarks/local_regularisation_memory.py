@@ -52,7 +52,9 @@ def measure(B, T, terms, width=32, D=2, rtol=1e-6, max_steps=256):
     if not obj.problem.needs_steps:
         problem, cargs = obj.continuous_problem(theta)
         out["backsolve"] = temp_bytes(continuous.gradient_backsolve, problem, th, *cargs)
-        out["interpolating"] = temp_bytes(continuous.gradient_interpolating, problem, th, *cargs)
+        # as the objective calls it: the dense interpolant sized from this solve's steps
+        dense = continuous.dense_step_budget(obj.stats(theta).num_steps, max_steps)
+        out["interpolating"] = temp_bytes(continuous.gradient_interpolating, problem, th, *cargs, False, dense)
     return out
 
 

@@ -42,14 +42,15 @@ class Variant:
         terms: ``() -> list`` of fresh loss terms (none for vanilla).
         schedules: ``{term name: schedule or number}`` applied every step.
         steer: a :class:`pyodejl.regularizers.RandomEndTime` (STEER), or None.
-        gradient: gradient method name (default ``"discrete"``).
+        gradient: gradient method, a name or a method object such as
+            ``pyodejl.Interpolating(seminorm=True)`` (default ``"discrete"``).
     """
 
     name: str
     terms: Callable[[], list] = field(default=lambda: [])
     schedules: dict = field(default_factory=dict)
     steer: object = None
-    gradient: str = "discrete"
+    gradient: object = "discrete"
 
 
 def train_variant(make_loss: Callable, ts, theta0, variant: Variant, steps: int, lr: float, seed: int,
