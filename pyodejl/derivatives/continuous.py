@@ -61,10 +61,7 @@ def _solve(model, rhs, t0, t1, y0, args, saveat, step_ts=None, norm=None, max_st
     backward adjoint solves control every entry, or what ``norm`` measures.
     """
     spec = solver_spec(model.solver)
-    if norm is None:
-        controller = make_controller(model, step_ts, controlled_state=step_ts is not None)
-    else:
-        controller = model.controller.to_diffrax(model.rtol, model.atol, norm=norm, step_ts=step_ts)
+    controller = make_controller(model, step_ts, controlled_state=step_ts is not None, norm=norm)
     if spec.adaptive:
         dt0 = None if model.dt is None else jnp.sign(t1 - t0) * model.dt
     else:

@@ -186,14 +186,16 @@ def state_norm(model):
     return norm
 
 
-def make_controller(model, ts=None, controlled_state=True):
+def make_controller(model, ts=None, controlled_state=True, norm=None):
     """The model's step-size controller for Diffrax, clipped so that steps land on ``ts``.
 
     ``controlled_state``: the solved state's first leaf is the model state, so
     the model's ``error_dims`` applies (forward solves); backward adjoint
-    solves use Diffrax's norm over every entry.
+    solves use Diffrax's norm over every entry. ``norm``: measure the scaled
+    error with this function instead (e.g. an adjoint's seminorm).
     """
-    norm = state_norm(model) if controlled_state else None
+    if norm is None and controlled_state:
+        norm = state_norm(model)
     return model.controller.to_diffrax(model.rtol, model.atol, norm=norm, step_ts=ts)
 
 
