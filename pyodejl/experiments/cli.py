@@ -1,4 +1,4 @@
-"""Command line: ``python -m pyodejl track|stiffness|plot|demo|tasks`` (also the ``pyodejl`` script).
+"""Command line: ``python -m pyodejl run|report|track|stiffness|plot|demo|tasks`` (also the ``pyodejl`` script).
 
 Errors print one line, ``pyodejl <command>: error: <message>``, to stderr, and
 exit with status 2 for usage and configuration problems (bad flags or
@@ -222,6 +222,27 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the demo's)")
     dm.add_argument("--no-progress", action="store_true", help="hide progress bars")
     sub.add_parser("tasks", help="list the tasks")
+    r = sub.add_parser("run", help="run a declared experiment (resumable); --list names them",
+                       description="Run a seed experiment into a folder: one run folder per row and seed. Rerunning "
+                                   "the same command skips finished runs and resumes unfinished ones.")
+    r.add_argument("name", nargs="?", metavar="NAME", help="the experiment (see --list)")
+    r.add_argument("--list", action="store_true", help="print the experiments, one a line, name first")
+    r.add_argument("--out", type=Path, default=None, help="experiment folder (default runs/NAME, or "
+                                                          "runs/NAME-quick with --quick)")
+    r.add_argument("--quick", action="store_true", help="the smoke-test settings: under a minute on 2 cores")
+    r.add_argument("--seeds", nargs="+", type=_nonneg_int, default=None, help="seeds (default: the experiment's)")
+    r.add_argument("--variants", nargs="+", default=None, metavar="ROW", help="rows to run (default: all)")
+    r.add_argument("--allow-version-change", action="store_true",
+                   help="resume unfinished runs computed under other package versions")
+    r.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    rp = sub.add_parser("report", help="tables, verdicts and provenance of an experiment folder",
+                        description="Mean ± std over seeds of every column, the verdict of every declared target, "
+                                    "and the commands, commits, cores and load that produced the numbers.")
+    rp.add_argument("path", type=Path, metavar="DIR",
+                    help="an experiment folder (pyodejl run), or a report saved with --json")
+    fmt = rp.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the report as JSON")
+    fmt.add_argument("--markdown", action="store_true", help="print the report as Markdown (the default)")
     for command in sub.choices.values():
         # also accepted after the command; SUPPRESS keeps a flag given before it
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
@@ -261,7 +282,9 @@ def main(argv=None) -> int:
     from pyodejl.solving import SolveError
 
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return _run(parser, args)
     except Exception as exc:  # noqa: BLE001 - sorted below; anything else is a bug and keeps its traceback
@@ -280,12 +303,55 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        again = "; rerun the same command to resume" if args.command in ("track", "stiffness") else ""
+        again = "; rerun the same command to resume" if args.command in ("track", "stiffness", "run") else ""
         print(f"pyodejl {args.command}: interrupted{again}", file=sys.stderr)
         return 130
 
 
+def _run_experiment(args) -> int:
+    from pyodejl.experiments.catalogue import experiment_names, get_experiment
+
+    if args.list:
+        for name in experiment_names():
+            exp = get_experiment(name)
+            print(f"{name}  {exp.title} ({exp.source})")
+        return 0
+    if args.name is None:
+        raise _UsageError("name an experiment (pyodejl run --list shows them)")
+    from pyodejl.experiments.engine import run_experiment
+
+    get_experiment(args.name)  # an unknown name fails before any folder is made
+    out = args.out if args.out is not None else Path("runs") / (args.name + ("-quick" if args.quick else ""))
+    import shlex
+
+    run_experiment(args.name, out, quick=args.quick, seeds=args.seeds, variants=args.variants,
+                   progress=not args.no_progress, allow_version_change=args.allow_version_change,
+                   command="pyodejl " + shlex.join(args.argv))
+    print(f"{out}: done; pyodejl report {out} gives the tables")
+    return 0
+
+
+def _report(args) -> int:
+    import json
+
+    from pyodejl.experiments.folder import read_json
+    from pyodejl.experiments.report import build_report, render_markdown
+
+    if args.path.is_file():
+        report = read_json(args.path)
+        if "rows" not in report or "provenance" not in report:
+            raise _UsageError(f"{args.path} is not a report saved by pyodejl report --json")
+    else:
+        report = build_report(args.path)
+    print(json.dumps(report, indent=1) if args.json else render_markdown(report), end="" if not args.json else "\n")
+    return 0
+
+
 def _run(parser, args) -> int:
+    if args.command == "run":
+        return _run_experiment(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "tasks":
         from pyodejl.experiments.tasks import TASKS
 

@@ -31,17 +31,30 @@ A file that cannot be read (truncated, garbage, not written by pyodejl) raises
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from pyodejl.derivatives.methods import FAST_METHODS, GRADIENT_METHODS, HESSIAN_METHODS
+from pyodejl.experiments.folder import (
+    FORMAT_VERSION,
+    VERSION_PACKAGES,
+    ConfigMismatchError,
+    RunFolderError,
+    VersionMismatchError,
+    atomic_savez,
+    atomic_write_bytes,
+    atomic_write_text,
+    jsonl_text,
+    load_npz,
+    package_versions,
+    read_json,
+    read_jsonl,
+    version_differences,
+)
 from pyodejl.experiments.models import MODEL_KINDS, ModelSpec
 from pyodejl.experiments.tasks import TASKS, Task, make_task
 
@@ -65,10 +78,6 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("gd", "sgd", "adam")
-FORMAT_VERSION = 1
-#: Packages whose versions a run folder records (besides pyodejl itself): the ones
-#: whose numerics can change the numbers of a run.
-VERSION_PACKAGES = ("jax", "jaxlib", "diffrax", "equinox", "optax", "numpy")
 
 
 def gradient_method_names() -> list[str]:
@@ -81,114 +90,6 @@ def hessian_method_names() -> list[str]:
     return sorted({**HESSIAN_METHODS, **FAST_METHODS})
 
 
-class ConfigMismatchError(ValueError):
-    """A run folder exists with a different configuration."""
-
-
-class VersionMismatchError(ConfigMismatchError):
-    """A run folder was computed under other package versions (or records none).
-
-    Attributes:
-        differences: ``{package: (saved version, current version)}``; saved
-            versions are None when the folder records none.
-    """
-
-    def __init__(self, message, differences):
-        super().__init__(message)
-        self.differences = dict(differences)
-
-
-class RunFolderError(ValueError):
-    """A file of a run folder cannot be read: truncated, garbage, or inconsistent.
-
-    Attributes:
-        path: the file.
-    """
-
-    def __init__(self, path, problem):
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"run folder file {self.path} is unreadable: {problem}. Restore it, or delete the "
-                         "run folder to start over")
-
-
-def package_versions() -> dict[str, str | None]:
-    """``{"pyodejl": pyodejl.__version__, "jax": ..., ...}`` for :data:`VERSION_PACKAGES`
-    (None for a package that is not installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    import pyodejl
-
-    out = {"pyodejl": pyodejl.__version__}
-    for name in VERSION_PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def version_differences(saved: dict | None, current: dict) -> dict:
-    """``{package: (saved, current)}`` for every package whose version differs.
-
-    ``saved=None`` (a folder that records no versions) differs in every package.
-    """
-    saved = {} if saved is None else saved
-    return {k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current))
-            if saved.get(k) != current.get(k)}
-
-
-# --------------------------------------------------------------------------------------
-# atomic file writes
-# --------------------------------------------------------------------------------------
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, os.replace)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write_text(path, text: str) -> None:
-    """Atomic text write (UTF-8)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_savez(path, **arrays) -> None:
-    """``np.savez`` to ``path`` atomically."""
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _load_npz(path) -> dict:
-    """All arrays of an ``.npz`` file (``{}`` if it does not exist).
-
-    Raises:
-        RunFolderError: the file is not a readable ``.npz`` archive.
-    """
-    path = Path(path)
-    if not path.exists():
-        return {}
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: np.array(z[k]) for k in z.files}
-    except Exception as exc:  # noqa: BLE001 - BadZipFile, ValueError, OSError, EOFError, ...: all mean "corrupt"
-        raise RunFolderError(path, f"not a readable .npz archive ({type(exc).__name__}: {exc})") from exc
-
-
 def load_step_arrays(path) -> dict[int, np.ndarray]:
     """The arrays of ``params.npz`` / ``spectra.npz`` by step (``{}`` if the file does not exist).
 
@@ -196,7 +97,7 @@ def load_step_arrays(path) -> dict[int, np.ndarray]:
         RunFolderError: unreadable file, or a key that is not ``step_<n>``.
     """
     out = {}
-    for key, value in _load_npz(path).items():
+    for key, value in load_npz(path).items():
         try:
             step = parse_step_key(key)
         except ValueError:
@@ -216,7 +117,7 @@ def load_checkpoint_arrays(path) -> dict | None:
         RunFolderError: unreadable file or missing arrays.
     """
     path = Path(path)
-    ck = _load_npz(path)
+    ck = load_npz(path)
     if not ck:
         if path.exists():
             raise RunFolderError(path, "the archive holds no arrays")
@@ -424,14 +325,7 @@ def read_config_file(folder) -> tuple[RunConfig, dict | None, list]:
     path = Path(folder) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{Path(folder)} is not a run folder (no config.json)")
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise RunFolderError(path, f"not UTF-8 text ({exc.reason})") from exc
-    except json.JSONDecodeError as exc:
-        raise RunFolderError(path, f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from exc
-    if not isinstance(d, dict):
-        raise RunFolderError(path, f"expected a JSON object, found {type(d).__name__}")
+    d = read_json(path)
     versions = d.pop("versions", None)
     history = d.pop("version_history", [])
     if versions is not None and not (isinstance(versions, dict) and all(
@@ -527,41 +421,9 @@ def load_run(path) -> Run:
     return Run(path)
 
 
-def read_jsonl(path, key: str = "step") -> list[dict]:
-    """The JSON objects of a ``.jsonl`` file of a run folder, one per line, each with
-    an integer ``key`` (default ``"step"``; ``[]`` if the file does not exist).
-
-    Raises:
-        RunFolderError: a line that is not such an object (naming the line).
-    """
-    path = Path(path)
-    if not path.exists():
-        return []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise RunFolderError(path, f"not UTF-8 text ({exc.reason})") from exc
-    out = []
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RunFolderError(path, f"line {i} is not valid JSON ({exc.msg})") from exc
-        if not isinstance(obj, dict) or not _is_int(obj.get(key)):
-            raise RunFolderError(path, f"line {i} is not a JSON object with an integer {key!r}")
-        out.append(obj)
-    return out
-
-
 def read_records(path) -> list[dict]:
     """``records.jsonl``: one dict per tracked step (see :func:`read_jsonl` for errors)."""
     return read_jsonl(path)
-
-
-def jsonl_text(rows) -> str:
-    return "".join(json.dumps(r, sort_keys=False, allow_nan=True) + "\n" for r in rows)
 
 
 def records_text(records) -> str:

@@ -1,0 +1,37 @@
+"""The declared experiments, one module each, and their registry.
+
+A new experiment is one module here that defines ``EXPERIMENT`` (a
+:class:`~pyodejl.experiments.declaration.Experiment`) plus one entry in
+:data:`EXPERIMENT_MODULES`. Modules are imported on first use, so listing the
+experiments loads none of their data.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from pyodejl.experiments.declaration import Experiment
+
+__all__ = ["EXPERIMENT_MODULES", "experiment_names", "get_experiment"]
+
+#: ``{name: module}``: ``pyodejl run NAME`` runs ``pyodejl.experiments.catalogue.<module>.EXPERIMENT``.
+EXPERIMENT_MODULES = {
+    "regularisers-spiral": "regularisers_spiral",
+    "regularisers-digits": "regularisers_digits",
+}
+
+
+def experiment_names() -> list[str]:
+    return list(EXPERIMENT_MODULES)
+
+
+def get_experiment(name: str) -> Experiment:
+    """The declared experiment ``name``.
+
+    Raises:
+        ValueError: no experiment of that name.
+    """
+    if name not in EXPERIMENT_MODULES:
+        raise ValueError(f"unknown experiment {name!r}; expected one of {experiment_names()} "
+                         "(pyodejl run --list describes them)")
+    return importlib.import_module(f"{__name__}.{EXPERIMENT_MODULES[name]}").EXPERIMENT

@@ -1,0 +1,136 @@
+"""What an experiment is: a declaration, with no loop and no file I/O.
+
+An :class:`Experiment` names its rows (variants), its settings (full and
+``--quick``), a ``setup`` that gives each (variant, seed) its
+:class:`~pyodejl.experiments.trainer.Problem`, :class:`~pyodejl.experiments.trainer.Training`
+and measurements, the table it produces (:class:`Column`) and the targets it is
+judged against (:class:`Target`). :func:`pyodejl.experiments.engine.run_experiment`
+runs it into run folders; :mod:`pyodejl.experiments.report` turns those into
+tables and verdicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyodejl.experiments.trainer import Measurement, Problem, Training
+
+__all__ = ["Column", "Experiment", "RunSpec", "Target"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (variant, seed) run: what to train, how, and what to measure.
+
+    Attributes:
+        problem: the :class:`~pyodejl.experiments.trainer.Problem`.
+        training: the :class:`~pyodejl.experiments.trainer.Training`.
+        measurements: cadence and final measurements.
+    """
+
+    problem: Problem
+    training: Training
+    measurements: tuple[Measurement, ...] = ()
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: the mean ± std over seeds of one result key.
+
+    Attributes:
+        key: a key of the runs' results (a final measurement, or a timing:
+            ``train_wall_s``, ``train_cpu_s``, ``compile_s``).
+        label: the column's heading.
+        scale: multiply by this before printing (e.g. 1e3 for ms).
+        digits: significant digits of the mean.
+    """
+
+    key: str
+    label: str
+    scale: float = 1.0
+    digits: int = 4
+
+
+_COMPARISONS = ("ratio", "speedup", "difference")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A claim the experiment is judged against, from same-run means over seeds.
+
+    ``compare`` says what is computed from the seed means m(variant) and
+    m(baseline): ``"ratio"`` m(variant)/m(baseline), ``"speedup"``
+    m(baseline)/m(variant), ``"difference"`` m(variant) − m(baseline). The target
+    is met when that value ``op`` ``threshold`` holds (``op``: ``"<="`` or ``">="``).
+
+    Attributes:
+        key: the result key compared.
+        variant: the row judged.
+        baseline: the row it is compared with.
+        compare: ``"ratio"``, ``"speedup"`` or ``"difference"``.
+        op: ``"<="`` or ``">="``.
+        threshold: the bound.
+        what: the claim in words (e.g. "ERNODE NFE ≥ 30 % fewer").
+        seed_figure: the seed's own number, for the table beside ours.
+    """
+
+    key: str
+    variant: str
+    baseline: str
+    compare: str
+    op: str
+    threshold: float
+    what: str
+    seed_figure: str = ""
+
+    def __post_init__(self):
+        if self.compare not in _COMPARISONS:
+            raise ValueError(f"compare must be one of {list(_COMPARISONS)}, got {self.compare!r}")
+        if self.op not in ("<=", ">="):
+            raise ValueError(f"op must be '<=' or '>=', got {self.op!r}")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A seed experiment, declared.
+
+    Attributes:
+        name: the command-line name (``pyodejl run NAME``).
+        title: one line: what it measures.
+        source: the seed and table or figure it reproduces.
+        variants: the rows, in table order.
+        settings: ``quick -> dict``: every setting that changes a number (JSON
+            values), recorded in each run's configuration.
+        setup: ``(variant, seed, settings) -> RunSpec``.
+        columns: the table.
+        targets: the claims judged.
+        seeds: default seeds of a full run.
+        quick_variants: the rows a ``--quick`` run trains (default: all).
+        quick_seeds: the seeds of a ``--quick`` run.
+        notes: what a reader of the table must know (substituted data, ...).
+    """
+
+    name: str
+    title: str
+    source: str
+    variants: tuple[str, ...]
+    settings: Callable[[bool], dict]
+    setup: Callable[[str, int, dict], RunSpec]
+    columns: tuple[Column, ...]
+    targets: tuple[Target, ...] = ()
+    seeds: tuple[int, ...] = (0, 1, 2)
+    quick_variants: tuple[str, ...] | None = None
+    quick_seeds: tuple[int, ...] = (0,)
+    notes: str = ""
+
+    def __post_init__(self):
+        unknown = {t.variant for t in self.targets} | {t.baseline for t in self.targets}
+        unknown |= set(self.quick_variants or ())
+        unknown -= set(self.variants)
+        if unknown:
+            raise ValueError(f"experiment {self.name!r}: targets or quick_variants name unknown rows "
+                             f"{sorted(unknown)}; its rows are {list(self.variants)}")
+
+    def rows(self, quick: bool) -> tuple[str, ...]:
+        return tuple(self.quick_variants or self.variants) if quick else self.variants

@@ -1,0 +1,113 @@
+"""Running declared experiments into run folders (``pyodejl run``).
+
+An experiment folder ``OUT`` is itself a :class:`~pyodejl.experiments.folder.RunFolder`
+whose configuration names the experiment and its settings, and whose records
+list every invocation (command, date). Each (variant, seed) run is a run
+folder ``OUT/<variant>/seed_<k>``: rerunning the same command skips finished
+runs and resumes unfinished ones from their checkpoint; more seeds or rows can
+be added later to the same folder.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from pyodejl.experiments.catalogue import get_experiment
+from pyodejl.experiments.declaration import Experiment
+from pyodejl.experiments.folder import RunFolder, git_commit
+from pyodejl.experiments.trainer import train
+
+__all__ = ["experiment_config", "run_experiment", "run_path"]
+
+
+def experiment_config(experiment: Experiment, quick: bool) -> dict:
+    """The experiment folder's configuration: the experiment's name and every setting."""
+    return {"experiment": experiment.name, "quick": bool(quick), "settings": experiment.settings(bool(quick))}
+
+
+def run_path(out, variant: str, seed: int) -> Path:
+    """The run folder of one (variant, seed) run inside experiment folder ``out``."""
+    return Path(out) / variant / f"seed_{int(seed)}"
+
+
+def _check_choice(values, allowed, what):
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; expected some of {list(allowed)}")
+
+
+def _train_run(exp, variant, seed, settings, folder, progress) -> dict:
+    spec = exp.setup(variant, seed, settings)
+    load = os.getloadavg()[0]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=spec.training.steps, desc=f"{variant} seed {seed}", leave=False,
+                   initial=folder.checkpoint_step())
+    try:
+        out = train(spec.problem, spec.training, folder, seed=seed, measurements=spec.measurements,
+                    progress=None if bar is None else (lambda n: bar.update(n - bar.n)))
+    finally:
+        if bar is not None:
+            bar.close()
+    return {"final": out["final"], "train_wall_s": out["train_wall_s"], "train_cpu_s": out["train_cpu_s"],
+            "compile_s": out["compile_s"], "compiling_steps": out["compiling_steps"],
+            "load": [load, os.getloadavg()[0]], "cores": os.cpu_count()}
+
+
+def run_experiment(experiment, out, *, quick: bool = False, seeds=None, variants=None, progress: bool = True,
+                   allow_version_change: bool = False, command: str | None = None, log=print) -> Path:
+    """Run (or resume) an experiment into folder ``out``.
+
+    Args:
+        experiment: an :class:`~pyodejl.experiments.declaration.Experiment` or its name.
+        out: the experiment folder (created if missing).
+        quick: the experiment's ``--quick`` settings, rows and seeds (a smoke run).
+        seeds: seeds to run (default: the experiment's, or its quick seeds).
+        variants: rows to run (default: all, or the quick rows).
+        progress: show a progress bar per run.
+        allow_version_change: resume unfinished runs computed under other package versions.
+        command: the command line recorded with this invocation (default: ``sys.argv``).
+        log: where one-line messages go.
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        ValueError: unknown experiment, seed or row.
+        pyodejl.experiments.ConfigMismatchError: ``out`` holds another experiment
+            or other settings.
+        pyodejl.experiments.RunFolderError: a file of ``out`` cannot be read.
+    """
+    exp = get_experiment(experiment) if isinstance(experiment, str) else experiment
+    rows = tuple(variants) if variants else exp.rows(quick)
+    _check_choice(rows, exp.variants, "rows")
+    seeds = tuple(seeds) if seeds else (exp.quick_seeds if quick else exp.seeds)
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ValueError(f"seeds must be non-negative integers, got {s!r}")
+    config = experiment_config(exp, quick)
+    top = RunFolder(out, config, allow_version_change=True)  # holds no numbers: the runs check versions
+    folders = {}
+    for variant in rows:  # every existing file is read before anything is written
+        for seed in seeds:
+            run_config = {"experiment": exp.name, "variant": variant, "seed": seed, **config}
+            folder = RunFolder(run_path(out, variant, seed), run_config, allow_version_change=allow_version_change)
+            folder.check()
+            folders[variant, seed] = folder
+    top.append({"step": len(top.records()), "command": command or shlex.join(sys.argv), "commit": git_commit(),
+                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
+    for (variant, seed), folder in folders.items():
+        if folder.finished:
+            log(f"{exp.name} {variant} seed {seed}: finished, skipped")
+            continue
+        result = _train_run(exp, variant, seed, config["settings"], folder, progress)
+        folder.finish(result)
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in result["final"].items() if isinstance(v, (int, float)))
+        log(f"{exp.name} {variant} seed {seed}: {summary}")
+    return Path(out)

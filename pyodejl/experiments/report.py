@@ -1,0 +1,173 @@
+"""Reports from experiment folders: tables over seeds, verdicts against declared targets.
+
+:func:`build_report` reads an experiment folder written by
+:func:`pyodejl.experiments.engine.run_experiment` into a JSON-able dict;
+:func:`render_markdown` turns such a dict — live, or a committed
+``results/<name>.json`` — into the Markdown of REPRODUCTION.md. Every number of
+the Markdown comes from the dict, so a table rendered from a committed report is
+the table of record.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from pathlib import Path
+
+import numpy as np
+
+from pyodejl.experiments.catalogue import get_experiment
+from pyodejl.experiments.declaration import Experiment, Target
+from pyodejl.experiments.folder import RunFolder, RunFolderError
+
+__all__ = ["REPORT_FORMAT", "build_report", "render_markdown"]
+
+REPORT_FORMAT = 1
+
+
+def _stats(values) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v)),
+            "values": [float(x) for x in v]}
+
+
+def _value(result: dict, key: str):
+    v = result.get("final", {}).get(key, result.get(key))
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+_OPS = {"<=": operator.le, ">=": operator.ge}
+
+
+def _judge(target: Target, rows: dict) -> dict:
+    out = {"what": target.what, "key": target.key, "variant": target.variant, "baseline": target.baseline,
+           "compare": target.compare, "op": target.op, "threshold": target.threshold,
+           "seed_figure": target.seed_figure}
+    a, b = rows.get(target.variant, {}).get(target.key), rows.get(target.baseline, {}).get(target.key)
+    if a is None or b is None:
+        return {**out, "value": None, "met": None, "verdict": "not run"}
+    ma, mb = a["mean"], b["mean"]
+    value = {"ratio": lambda: ma / mb, "speedup": lambda: mb / ma, "difference": lambda: ma - mb}[target.compare]()
+    met = bool(_OPS[target.op](value, target.threshold))
+    verdict = "met" if met else f"missed by {abs(value - target.threshold):.3g}"
+    return {**out, "value": float(value), "met": met, "verdict": verdict}
+
+
+def _seed_of(folder: Path) -> int | None:
+    prefix, _, n = folder.name.partition("_")
+    return int(n) if prefix == "seed" and n.isdigit() else None
+
+
+def build_report(out, experiment: Experiment | None = None) -> dict:
+    """The report of experiment folder ``out``: per row and column the mean, std and
+    values over the finished seeds, the targets' verdicts, and where the numbers came from.
+
+    Args:
+        out: the experiment folder.
+        experiment: its declaration (default: the registered one it names).
+
+    Raises:
+        FileNotFoundError: ``out`` is not an experiment folder.
+        pyodejl.experiments.RunFolderError: a file of it cannot be read.
+    """
+    out = Path(out)
+    top = RunFolder(out)
+    name = top.config.get("experiment")
+    if not isinstance(name, str):
+        raise RunFolderError(out / RunFolder.CONFIG, "names no experiment")
+    exp: Experiment = get_experiment(name) if experiment is None else experiment
+    if exp.name != name:
+        raise ValueError(f"{out} holds experiment {name!r}, not {exp.name!r}")
+    keys = list(dict.fromkeys([c.key for c in exp.columns] + [t.key for t in exp.targets]))
+    rows, seeds, unfinished, loads, cores, versions = {}, set(), [], [], set(), []
+    for variant in exp.variants:
+        vdir = out / variant
+        if not vdir.is_dir():
+            continue
+        for sdir in sorted((d for d in vdir.iterdir() if _seed_of(d) is not None), key=_seed_of):
+            run = RunFolder(sdir)
+            c = run.config
+            if c.get("variant") != variant or c.get("seed") != _seed_of(sdir) or c.get("settings") != \
+                    top.config.get("settings"):
+                raise RunFolderError(sdir / RunFolder.CONFIG, f"does not belong at {variant}/{sdir.name} of this "
+                                                              "experiment folder")
+            result = run.result()
+            if result is None:
+                unfinished.append(f"{variant}/{sdir.name}")
+                continue
+            seeds.add(_seed_of(sdir))
+            loads += [x for x in result.get("load", []) if isinstance(x, (int, float))]
+            if isinstance(result.get("cores"), int):
+                cores.add(result["cores"])
+            if run.versions not in versions:
+                versions.append(run.versions)
+            for key in keys:
+                v = _value(result, key)
+                if v is not None:
+                    rows.setdefault(variant, {}).setdefault(key, []).append(v)
+    rows = {variant: {k: _stats(v) for k, v in cols.items()} for variant, cols in rows.items()}
+    invocations = top.records()
+    return {
+        "format": REPORT_FORMAT,
+        "experiment": exp.name,
+        "title": exp.title,
+        "source": exp.source,
+        "notes": exp.notes,
+        "quick": bool(top.config.get("quick")),
+        "settings": top.config.get("settings"),
+        "seeds": sorted(seeds),
+        "columns": [{"key": c.key, "label": c.label, "scale": c.scale, "digits": c.digits} for c in exp.columns],
+        "rows": {v: rows[v] for v in exp.variants if v in rows},
+        "targets": [_judge(t, rows) for t in exp.targets],
+        "unfinished": unfinished,
+        "provenance": {
+            "commands": [r.get("command") for r in invocations],
+            "dates": [r.get("date") for r in invocations],
+            "commits": sorted({r.get("commit") for r in invocations if r.get("commit")}),
+            "cores": sorted(cores),
+            "load": [min(loads), max(loads)] if loads else None,
+            "versions": versions,
+        },
+    }
+
+
+def _number(x: float, digits: int) -> str:
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    return f"{x:.{digits}g}"
+
+
+def _cell(stats: dict | None, scale: float, digits: int) -> str:
+    if stats is None:
+        return "–"
+    mean = _number(stats["mean"] * scale, digits)
+    return mean if stats["n"] < 2 else f"{mean} ± {_number(stats['std'] * scale, 2)}"
+
+
+def render_markdown(report: dict) -> str:
+    """The Markdown of a report: a heading line, the table, the verdicts, the provenance."""
+    lines = [f"**{report['title']}** ({report['source']}). Seeds {', '.join(map(str, report['seeds']))}; "
+             "mean ± std over seeds." + (f" {report['notes']}" if report.get("notes") else "")]
+    if report.get("quick"):
+        lines[0] += " **Quick smoke run, not a result.**"
+    cols = report["columns"]
+    lines += ["", "| variant | " + " | ".join(c["label"] for c in cols) + " |",
+              "| --- |" + " --- |" * len(cols)]
+    for variant, row in report["rows"].items():
+        cells = [_cell(row.get(c["key"]), c["scale"], c["digits"]) for c in cols]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    if report["targets"]:
+        lines += ["", "| target | seed's figure | ours | verdict |", "| --- | --- | --- | --- |"]
+        for t in report["targets"]:
+            ours = "–" if t["value"] is None else f"{_number(t['value'], 3)} ({t['compare']}, needs {t['op']} " \
+                                                    f"{_number(t['threshold'], 3)})"
+            lines.append(f"| {t['what']} | {t['seed_figure'] or '–'} | {ours} | {t['verdict']} |")
+    p = report["provenance"]
+    load = "–" if p["load"] is None else f"{p['load'][0]:.1f}–{p['load'][1]:.1f}"
+    cmd = p["commands"][-1] if p["commands"] else "–"
+    lines += ["", f"Command: `{cmd}`; commit {', '.join(p['commits']) or 'unknown'}; "
+                  f"{(p['dates'][-1] or '–')[:10] if p['dates'] else '–'}; "
+                  f"{', '.join(map(str, p['cores'])) or '?'} cores; 1-min load {load} at the runs' start and end."]
+    if report["unfinished"]:
+        lines.append(f"Unfinished runs, not in the table: {', '.join(report['unfinished'])}.")
+    return "\n".join(lines) + "\n"
