@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pyodejl demo --out results
+	MPLBACKEND=Agg $(PY) -m pyodejl demo --out runs/demo
 
 # one BLAS thread per test worker: the workers already use every core
 test: $(STAMP)
@@ -39,4 +39,4 @@ docs: $(STAMP)
 	$(PY) -m mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) results .pytest_cache site
+	rm -rf $(VENV) runs .pytest_cache site

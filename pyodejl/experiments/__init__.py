@@ -1,12 +1,22 @@
-"""Experiments: tasks, models, training with Hessian tracking, run folders, command line.
+"""Experiments: the engine that runs the seeds' experiments, tasks, models, run folders, command line.
 
-Seed 000 (§5–6, Appendix B) is the study these reproduce; seed 002 adds tracking
+The engine: an experiment is a declaration (:class:`Experiment`, in
+``pyodejl.experiments.catalogue``); :func:`run_experiment` trains each of its
+rows and seeds with the one trainer (:func:`train`) into the one run folder
+(:class:`RunFolder`), resumably; :func:`build_report` and :func:`render_markdown`
+turn the folder into tables and verdicts (``pyodejl run`` / ``pyodejl report``).
+
+Seed 000 (§5–6, Appendix B) is the study tracking reproduces; seed 002 adds tracking
 on a data fraction r. See ``REPRODUCTION.md``.
 
 >>> from pyodejl.experiments import RunConfig, track, load_run, objective_from_run
 >>> run = track(RunConfig(task="nested-spheres", model="anode", steps=50), "runs/anode")  # doctest: +SKIP
 """
 
+from pyodejl.experiments.catalogue import experiment_names, get_experiment
+from pyodejl.experiments.declaration import Column, Experiment, RunSpec, Target
+from pyodejl.experiments.engine import run_experiment
+from pyodejl.experiments.folder import RunFolder
 from pyodejl.experiments.models import (
     LOSSES,
     MODEL_KINDS,
@@ -17,6 +27,7 @@ from pyodejl.experiments.models import (
     parameter_counts,
     predict,
 )
+from pyodejl.experiments.report import build_report, render_markdown, sync_markdown
 from pyodejl.experiments.runs import (
     ConfigMismatchError,
     Run,
@@ -41,8 +52,25 @@ from pyodejl.experiments.tracking import (
     track,
     tracking_indices,
 )
+from pyodejl.experiments.trainer import Measurement, Plateau, Problem, Training, train
 
 __all__ = [
+    "Column",
+    "Experiment",
+    "Measurement",
+    "Plateau",
+    "Problem",
+    "RunFolder",
+    "RunSpec",
+    "Target",
+    "Training",
+    "build_report",
+    "experiment_names",
+    "get_experiment",
+    "render_markdown",
+    "run_experiment",
+    "sync_markdown",
+    "train",
     "LOSSES",
     "MODEL_KINDS",
     "TASKS",

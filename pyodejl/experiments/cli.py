@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Runs the engine's method-agreement check (if available) and a Neural ODE and an "
                                     "augmented Neural ODE trained on 2-D nested spheres with Hessian tracking; writes "
                                     "runs, figures and summary.md to OUT.")
-    dm.add_argument("--out", type=Path, default=Path("results"), help="output folder (default results)")
+    dm.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     dm.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: the demo's)")
     dm.add_argument("--no-progress", action="store_true", help="hide progress bars")
     sub.add_parser("tasks", help="list the tasks")
@@ -239,7 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Mean ± std over seeds of every column, the verdict of every declared target, "
                                     "and the commands, commits, cores and load that produced the numbers.")
     rp.add_argument("path", type=Path, metavar="DIR",
-                    help="an experiment folder (pyodejl run), or a report saved with --json")
+                    help="an experiment folder (pyodejl run), a report saved with --json, or with --sync a "
+                         "Markdown file")
+    rp.add_argument("--figures", type=Path, default=None, metavar="OUT",
+                    help="also write the figures of the experiment folder DIR to folder OUT")
+    rp.add_argument("--sync", action="store_true",
+                    help="re-render, in place, every '<!-- pyodejl report FILE -->' block of the Markdown file DIR "
+                         "from the saved report FILE (relative to the current folder)")
     fmt = rp.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print the report as JSON")
     fmt.add_argument("--markdown", action="store_true", help="print the report as Markdown (the default)")
@@ -337,12 +343,28 @@ def _report(args) -> int:
     from pyodejl.experiments.folder import read_json
     from pyodejl.experiments.report import build_report, render_markdown
 
+    if args.sync:
+        from pyodejl.experiments.folder import atomic_write_text
+        from pyodejl.experiments.report import sync_markdown
+
+        text = args.path.read_text(encoding="utf-8")
+        synced = sync_markdown(text, Path.cwd())
+        if synced != text:
+            atomic_write_text(args.path, synced)
+        print(f"{args.path}: {'updated' if synced != text else 'already current'}")
+        return 0
     if args.path.is_file():
         report = read_json(args.path)
         if "rows" not in report or "provenance" not in report:
             raise _UsageError(f"{args.path} is not a report saved by pyodejl report --json")
     else:
         report = build_report(args.path)
+        if args.figures is not None:
+            from pyodejl.plotting.report import plot_training_curves
+
+            path = args.figures / f"{report['experiment']}_training.png"
+            plot_training_curves(args.path, path)
+            print(f"wrote {path}", file=sys.stderr)
     print(json.dumps(report, indent=1) if args.json else render_markdown(report), end="" if not args.json else "\n")
     return 0
 

@@ -83,11 +83,11 @@ def _fmt(x):
     return f"{x:.4g}"
 
 
-def run_demo(out="results", steps: int | None = None, progress: bool = True) -> Path:
+def run_demo(out="runs/demo", steps: int | None = None, progress: bool = True) -> Path:
     """Run the demo and write its results and ``summary.md`` to ``out``.
 
     Args:
-        out: output folder (default ``results``).
+        out: output folder (default ``runs/demo``).
         steps: training steps per model (default 300; the tracking interval is
             then ``steps // 15``).
         progress: show progress bars.

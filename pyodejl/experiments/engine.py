@@ -14,6 +14,7 @@ import datetime
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from pyodejl.experiments.catalogue import get_experiment
@@ -40,9 +41,29 @@ def _check_choice(values, allowed, what):
         raise ValueError(f"unknown {what} {unknown}; expected some of {list(allowed)}")
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU seconds every process of this machine has spent busy since boot (Linux
+    ``/proc/stat``: user, nice, system, irq, softirq, steal), or None elsewhere."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _train_run(exp, variant, seed, settings, folder, progress) -> dict:
     spec = exp.setup(variant, seed, settings)
     load = os.getloadavg()[0]
+    busy0, own0, wall0 = machine_busy_seconds(), _own_cpu_seconds(), time.perf_counter()
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -57,7 +78,9 @@ def _train_run(exp, variant, seed, settings, folder, progress) -> dict:
             bar.close()
     return {"final": out["final"], "train_wall_s": out["train_wall_s"], "train_cpu_s": out["train_cpu_s"],
             "compile_s": out["compile_s"], "compiling_steps": out["compiling_steps"],
-            "load": [load, os.getloadavg()[0]], "cores": os.cpu_count()}
+            "load": [load, os.getloadavg()[0]], "cores": os.cpu_count(), "wall_s": time.perf_counter() - wall0,
+            "other_cpu_s": None if busy0 is None else max(0.0, machine_busy_seconds() - busy0
+                                                         - (_own_cpu_seconds() - own0))}
 
 
 def run_experiment(experiment, out, *, quick: bool = False, seeds=None, variants=None, progress: bool = True,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from pyodejl.experiments.catalogue import get_experiment
 from pyodejl.experiments.declaration import Experiment, Target
 from pyodejl.experiments.folder import RunFolder, RunFolderError
 
-__all__ = ["REPORT_FORMAT", "build_report", "render_markdown"]
+__all__ = ["REPORT_FORMAT", "build_report", "render_markdown", "sync_markdown"]
 
 REPORT_FORMAT = 1
 
@@ -79,7 +80,7 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
     if exp.name != name:
         raise ValueError(f"{out} holds experiment {name!r}, not {exp.name!r}")
     keys = list(dict.fromkeys([c.key for c in exp.columns] + [t.key for t in exp.targets]))
-    rows, seeds, unfinished, loads, cores, versions = {}, set(), [], [], set(), []
+    rows, seeds, unfinished, loads, cores, versions, other = {}, set(), [], [], set(), [], [0.0, 0.0]
     for variant in exp.variants:
         vdir = out / variant
         if not vdir.is_dir():
@@ -97,6 +98,9 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
                 continue
             seeds.add(_seed_of(sdir))
             loads += [x for x in result.get("load", []) if isinstance(x, (int, float))]
+            if isinstance(result.get("other_cpu_s"), (int, float)) and isinstance(result.get("wall_s"), (int, float)):
+                other[0] += result["other_cpu_s"]
+                other[1] += result["wall_s"] * (result.get("cores") or 1)
             if isinstance(result.get("cores"), int):
                 cores.add(result["cores"])
             if run.versions not in versions:
@@ -126,6 +130,8 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
             "commits": sorted({r.get("commit") for r in invocations if r.get("commit")}),
             "cores": sorted(cores),
             "load": [min(loads), max(loads)] if loads else None,
+            # CPU time of every other process during the runs, as a share of what the machine had
+            "other_processes_share": other[0] / other[1] if other[1] else None,
             "versions": versions,
         },
     }
@@ -165,9 +171,36 @@ def render_markdown(report: dict) -> str:
     p = report["provenance"]
     load = "–" if p["load"] is None else f"{p['load'][0]:.1f}–{p['load'][1]:.1f}"
     cmd = p["commands"][-1] if p["commands"] else "–"
+    share = p.get("other_processes_share")
+    other = "–" if share is None else f"{100 * share:.0f} %"
     lines += ["", f"Command: `{cmd}`; commit {', '.join(p['commits']) or 'unknown'}; "
                   f"{(p['dates'][-1] or '–')[:10] if p['dates'] else '–'}; "
-                  f"{', '.join(map(str, p['cores'])) or '?'} cores; 1-min load {load} at the runs' start and end."]
+                  f"{', '.join(map(str, p['cores'])) or '?'} cores; other processes used {other} of the machine "
+                  f"during the runs (1-min load {load} at their start and end)."]
     if report["unfinished"]:
         lines.append(f"Unfinished runs, not in the table: {', '.join(report['unfinished'])}.")
     return "\n".join(lines) + "\n"
+
+
+_BLOCK = re.compile(r"(?P<open><!-- pyodejl report (?P<path>\S+) -->\n)(?P<body>.*?)(?P<close><!-- end of report -->)",
+                    re.S)
+
+
+def sync_markdown(text: str, root) -> str:
+    """``text`` with every block ``<!-- pyodejl report PATH -->`` … ``<!-- end of report -->``
+    re-rendered from the saved report ``root/PATH`` (:func:`render_markdown`).
+
+    A document whose blocks are all current is returned unchanged, which is what
+    the test of REPRODUCTION.md checks.
+
+    Raises:
+        FileNotFoundError: a block names a report that does not exist.
+        pyodejl.experiments.RunFolderError: a report that is not a JSON object.
+    """
+    from pyodejl.experiments.folder import read_json
+
+    def render(m):
+        report = read_json(Path(root) / m["path"])
+        return m["open"] + "\n" + render_markdown(report) + "\n" + m["close"]
+
+    return _BLOCK.sub(render, text)

@@ -59,6 +59,7 @@ from pyodejl.experiments.runs import (
     version_differences,
     write_config_file,
 )
+from pyodejl.experiments.trainer import batch_indices
 
 __all__ = [
     "track",
@@ -74,22 +75,6 @@ CHECKPOINT_EVERY = 100
 # --------------------------------------------------------------------------------------
 # randomness as a function of (seed, step)
 # --------------------------------------------------------------------------------------
-
-
-def batch_indices(seed: int, step: int, num_samples: int, batch_size: int | None) -> np.ndarray | None:
-    """Sample indices of minibatch ``step`` (``None`` = full batch).
-
-    Epoch ``e = step // (num_samples // batch_size)`` shuffles with
-    ``default_rng([seed, 2, e])``; the batch is the ``step mod batches``-th slice of
-    that permutation. The last ``num_samples mod batch_size`` samples of each
-    permutation are dropped (each epoch drops different ones).
-    """
-    if batch_size is None or batch_size >= num_samples:
-        return None
-    per_epoch = num_samples // batch_size
-    epoch, k = divmod(int(step), per_epoch)
-    perm = np.random.default_rng([int(seed), 2, epoch]).permutation(num_samples)
-    return np.sort(perm[k * batch_size : (k + 1) * batch_size])
 
 
 def tracking_indices(seed: int, num_samples: int, fraction: float) -> np.ndarray | None:
