@@ -52,7 +52,7 @@ class Column:
     digits: int = 4
 
 
-_COMPARISONS = ("ratio", "speedup", "difference")
+_COMPARISONS = ("ratio", "speedup", "difference", "value")
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,15 @@ class Target:
 
     ``compare`` says what is computed from the seed means m(variant) and
     m(baseline): ``"ratio"`` m(variant)/m(baseline), ``"speedup"``
-    m(baseline)/m(variant), ``"difference"`` m(variant) − m(baseline). The target
+    m(baseline)/m(variant), ``"difference"`` m(variant) − m(baseline), ``"value"``
+    m(variant) alone (the baseline is not read). The target
     is met when that value ``op`` ``threshold`` holds (``op``: ``"<="`` or ``">="``).
 
     Attributes:
         key: the result key compared.
         variant: the row judged.
         baseline: the row it is compared with.
-        compare: ``"ratio"``, ``"speedup"`` or ``"difference"``.
+        compare: ``"ratio"``, ``"speedup"``, ``"difference"`` or ``"value"``.
         op: ``"<="`` or ``">="``.
         threshold: the bound.
         what: the claim in words (e.g. "ERNODE NFE ≥ 30 % fewer").

@@ -45,10 +45,13 @@ def _judge(target: Target, rows: dict) -> dict:
            "compare": target.compare, "op": target.op, "threshold": target.threshold,
            "seed_figure": target.seed_figure}
     a, b = rows.get(target.variant, {}).get(target.key), rows.get(target.baseline, {}).get(target.key)
+    if target.compare == "value":
+        b = a
     if a is None or b is None:
         return {**out, "value": None, "met": None, "verdict": "not run"}
     ma, mb = a["mean"], b["mean"]
-    value = {"ratio": lambda: ma / mb, "speedup": lambda: mb / ma, "difference": lambda: ma - mb}[target.compare]()
+    value = {"ratio": lambda: ma / mb, "speedup": lambda: mb / ma, "difference": lambda: ma - mb,
+             "value": lambda: ma}[target.compare]()
     met = bool(_OPS[target.op](value, target.threshold))
     verdict = "met" if met else f"missed by {abs(value - target.threshold):.3g}"
     return {**out, "value": float(value), "met": met, "verdict": verdict}

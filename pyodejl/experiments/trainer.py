@@ -2,7 +2,8 @@
 
 What an experiment declares (:class:`Training`) is a value; :func:`train` runs it.
 
-* **One compiled step.** With the discrete gradient, the objective's
+* **One compiled step.** With the objective's own gradient (the discrete one
+  for ODE losses, the implicit one for DEQs), the objective's
   discretisation at θ (``Objective.direct_function``: for an adaptive solve, its
   accepted step grid, found by one forward solve) is differentiated, and loss,
   gradient and the Optax update run in one ``jax.jit`` call; the host reads
@@ -17,11 +18,11 @@ What an experiment declares (:class:`Training`) is a value; :func:`train` runs i
   part of the checkpointed Optax state.
 * **Measurements** (:class:`Measurement`) run every ``every`` steps and on the
   trained θ; each returns a dict of numbers that becomes a record.
-* **Timings** keep compilation out: JAX reports every trace, lowering and
-  backend compilation through ``jax.monitoring``; a step during which any ran
-  is not timed (its wall time is reported as ``compile_s``) and counts as the
-  mean of the timed steps, so a late recompilation (a new step-grid length, a
-  new batch shape) does not land in the training time.
+* **Timings** keep compilation out: JAX reports every backend compilation
+  through ``jax.monitoring``; a step during which XLA compiled a program is not
+  timed (its wall time is reported as ``compile_s``) and counts as the mean of
+  the timed steps, so a late recompilation (a new step-grid length, a new batch
+  shape) does not land in the training time.
 * **Resumption.** θ, the Optax state and the accumulated timings are
   checkpointed every ``checkpoint_every`` steps; all randomness is a function of
   ``(seed, step)``, so a run killed at any moment and resumed computes the same
@@ -43,8 +44,8 @@ from pyodejl.experiments.folder import RunFolder
 from pyodejl.regularizers.sampled import is_sampled
 from pyodejl.regularizers.schedules import weights_at
 
-__all__ = ["OPTIMIZERS", "Measurement", "Plateau", "Problem", "Training", "batch_indices", "compile_seconds",
-           "best_time", "train"]
+__all__ = ["OPTIMIZERS", "Measurement", "Plateau", "Problem", "Training", "backend_compilations", "batch_indices",
+           "best_time", "compile_seconds", "train"]
 
 OPTIMIZERS = ("adam", "sgd", "gd")
 
@@ -102,7 +103,9 @@ class Training:
         lr: learning rate.
         optimizer: ``"adam"`` (default), ``"sgd"`` (plain minibatch steps) or ``"gd"``.
         batch_size: samples per step (None: full batch).
-        gradient: gradient method, a name or object (default ``"discrete"``).
+        gradient: gradient method, a name or object (default None: the objective's
+            own, e.g. ``"discrete"`` for ODE losses, ``"implicit"`` for DEQs, which
+            the trainer differentiates in its compiled step).
         schedules: ``{term name: schedule or number}`` of the regulariser weights.
         plateau: a :class:`Plateau` learning-rate cut, or None.
         record_every: record the training loss every so many steps (default 10).
@@ -113,7 +116,7 @@ class Training:
     lr: float
     optimizer: str = "adam"
     batch_size: int | None = None
-    gradient: object = "discrete"
+    gradient: object = None
     schedules: Mapping = field(default_factory=dict)
     plateau: Plateau | None = None
     record_every: int = 10
@@ -157,14 +160,16 @@ class Problem:
 # timing without compilation
 # --------------------------------------------------------------------------------------
 
+_BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 _COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                   "/jax/core/compile/backend_compile_duration")
-_compile_total = [0.0]
+                   _BACKEND_COMPILE)
+_compile_total = [0.0, 0]  # seconds tracing, lowering and compiling; backend compilations
 
 
 def _on_duration(event, duration, **kwargs):
     if event in _COMPILE_EVENTS:
         _compile_total[0] += duration
+        _compile_total[1] += event == _BACKEND_COMPILE
 
 
 jax.monitoring.register_event_duration_secs_listener(_on_duration)
@@ -175,10 +180,16 @@ def compile_seconds() -> float:
     return _compile_total[0]
 
 
+def backend_compilations() -> int:
+    """How many programs XLA has compiled in this process (tracing alone, e.g. ``jax.eval_shape``,
+    does not count)."""
+    return _compile_total[1]
+
+
 class _Clock:
     """Wall and CPU seconds of the training steps, compilation kept out.
 
-    A step during which JAX compiled anything is not timed: its wall time goes
+    A step during which XLA compiled a program is not timed: its wall time goes
     to ``compile``, and the step is counted in ``skipped``; the totals add the
     mean of the timed steps for each skipped one, so a run's training time
     covers every step whatever its compilations.
@@ -192,13 +203,13 @@ class _Clock:
         return np.array([self.wall, self.cpu, self.compile, self.timed, self.skipped], dtype=np.float64)
 
     def __enter__(self):
-        self._start = (time.perf_counter(), time.process_time(), compile_seconds())
+        self._start = (time.perf_counter(), time.process_time(), backend_compilations())
         return self
 
     def __exit__(self, *exc):
         w0, c0, k0 = self._start
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-        if compile_seconds() > k0:
+        if backend_compilations() > k0:
             self.compile += wall
             self.skipped += 1
         else:
@@ -335,7 +346,6 @@ def train(problem: Problem, training: Training, folder: RunFolder, *, seed: int,
 
     full = problem.objective(-1, None)
     update = _update_step(opt)
-    fused = training.gradient == "discrete"
     theta_dev = jax.numpy.asarray(theta)
     for k in range(start, training.steps):
         _record_measurements(folder, measurements, full, np.asarray(theta_dev), k, final=False)
@@ -349,7 +359,7 @@ def train(problem: Problem, training: Training, folder: RunFolder, *, seed: int,
             if training.schedules:
                 obj.set_weights(weights_at(training.schedules, k))
             host = np.asarray(theta_dev)
-            if fused:
+            if training.gradient is None or training.gradient == obj.default_gradient_method:
                 fn, args = obj.direct_function(host)  # the discretisation at θ (its step grid)
                 theta_dev, state, loss = _fused_step(fn, opt)(theta_dev, state, args)
             else:

@@ -18,6 +18,7 @@ __all__ = ["EXPERIMENT_MODULES", "experiment_names", "get_experiment"]
 EXPERIMENT_MODULES = {
     "regularisers-spiral": "regularisers_spiral",
     "regularisers-digits": "regularisers_digits",
+    "deq-digits": "deq_digits",
 }
 
 
