@@ -20,7 +20,7 @@ Timed in one run, per epoch (20 optimiser steps, each a loss gradient and an Ada
   the seed's own loop cost; it is the same loop, not the seed's implementation;
 * ``penalised, sampled``: ``Σᵢ pᵢ²`` replaced by its unbiased estimate from ``--draws``
   random (sample, layer, layer) triples per step
-  (:func:`pyodejl.experiments.stiffness_training.sampled_penalty_sq_sum`; the triples
+  (:func:`pyodejl.stiffness.sampled_penalty_sq_sum`; the triples
   are drawn per epoch inside the timed loop, as in training). Not the same loss per
   step, but the same loss in expectation: the script checks the mean of 20 000 draws
   against the exact penalty.
@@ -51,10 +51,15 @@ import numpy as np
 import optax
 
 import pyodejl  # noqa: F401  (float64)
-from pyodejl.experiments.stiffness_training import draw_penalty_triples, penalised_loss, sampled_penalty_sq_sum
 from pyodejl.experiments.tasks import alpine02
 from pyodejl.models.resnet import ResNet
-from pyodejl.stiffness import layer_stiffness, spectral_radius
+from pyodejl.stiffness import (
+    draw_penalty_triples,
+    layer_stiffness,
+    penalised_loss,
+    sampled_penalty_sq_sum,
+    spectral_radius,
+)
 
 WIDTH, DEPTH, IN_DIM, N_TRAIN, BATCH, LAM, LR = 20, 10, 2, 900, 45, 1e-3, 1e-3
 

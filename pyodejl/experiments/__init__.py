@@ -36,13 +36,6 @@ from pyodejl.experiments.runs import (
     VersionMismatchError,
     load_run,
 )
-from pyodejl.experiments.stiffness_training import (
-    StiffnessRunConfig,
-    load_stiffness_experiment,
-    run_stiffness_experiment,
-    stiffness_table,
-    train_stiffness_run,
-)
 from pyodejl.experiments.surface import loss_surface, run_surface
 from pyodejl.experiments.tasks import TASKS, Task, alpine02, make_task, task_names
 from pyodejl.experiments.tracking import (
@@ -79,7 +72,6 @@ __all__ = [
     "Run",
     "RunConfig",
     "RunFolderError",
-    "StiffnessRunConfig",
     "Task",
     "VersionMismatchError",
     "accuracy",
@@ -89,17 +81,13 @@ __all__ = [
     "curvature_record",
     "init_params",
     "load_run",
-    "load_stiffness_experiment",
     "loss_surface",
     "make_task",
     "objective_from_run",
     "parameter_counts",
     "predict",
-    "run_stiffness_experiment",
     "run_surface",
-    "stiffness_table",
     "task_names",
     "track",
-    "train_stiffness_run",
     "tracking_indices",
 ]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m pyodejl run|report|track|stiffness|plot|demo|tasks`` (also the ``pyodejl`` script).
+"""Command line: ``python -m pyodejl run|report|track|plot|demo|tasks`` (also the ``pyodejl`` script).
 
 Errors print one line, ``pyodejl <command>: error: <message>``, to stderr, and
 exit with status 2 for usage and configuration problems (bad flags or
@@ -134,55 +134,6 @@ def _add_track_arguments(p: argparse.ArgumentParser):
     g.add_argument("--plot", action="store_true", help="write the run's figures to OUT/figures when done")
 
 
-def _nonneg_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return v
-
-
-def _add_stiffness_arguments(p: argparse.ArgumentParser):
-    from pyodejl.experiments.stiffness_training import DEFAULT_LAMBDAS, STIFFNESS_MODELS
-
-    p.add_argument("--out", required=True, type=Path,
-                   help="experiment folder (one run folder per model and seed under it); rerunning the same "
-                        "command skips finished runs and resumes unfinished ones at the last finished epoch")
-    p.add_argument("--models", nargs="+", default=list(STIFFNESS_MODELS), choices=list(STIFFNESS_MODELS),
-                   metavar="MODEL", help=f"models to train, from {list(STIFFNESS_MODELS)} (default: all)")
-    p.add_argument("--seeds", nargs="+", type=_nonneg_int, default=[0, 1, 2, 3, 4],
-                   help="initialisation seeds (default 0 1 2 3 4)")
-    p.add_argument("--epochs", type=_positive_int, default=50, help="epochs of the ResNet models (default 50)")
-    p.add_argument("--node-epochs", type=_positive_int, default=None,
-                   help="epochs of the Neural ODE models (default: --epochs)")
-    p.add_argument("--proxy-every", type=_positive_int, default=5,
-                   help="record the stiffness proxies every N epochs and at the last (default 5)")
-    for flag, m in (("--lambda-l2", "res-l2"), ("--lambda-stiff", "res-stiff"),
-                    ("--lambda-stiff-sampled", "res-stiff-sampled"), ("--lambda-node", "node-stiff")):
-        p.add_argument(flag, type=_nonneg_float, default=DEFAULT_LAMBDAS[m],
-                       help=f"penalty weight λ of {m} (default {DEFAULT_LAMBDAS[m]:g})")
-    p.add_argument("--penalty-draws", type=_positive_int, default=1,
-                   help="(sample, layer, layer) triples per minibatch of res-stiff-sampled (default 1)")
-    p.add_argument("--data-seed", type=_nonneg_int, default=0, help="seed of the Alpine02 points (default 0)")
-    g = p.add_argument_group("sizes (default: seed 001's Alpine02 setup)")
-    g.add_argument("--width", type=_positive_int, default=20, help="ResNet width (default 20)")
-    g.add_argument("--depth", type=_positive_int, default=10, help="ResNet depth, residual layers (default 10)")
-    g.add_argument("--n-train", type=_positive_int, default=900, help="training points (default 900)")
-    g.add_argument("--n-test", type=_positive_int, default=100, help="test points (default 100)")
-    g.add_argument("--batch-size", type=_positive_int, default=45,
-                   help="minibatch size; must divide --n-train (default 45)")
-    p.add_argument("--no-hessian", action="store_true", help="skip the Hessian spectra after training")
-    p.add_argument("--hessian-seeds", nargs="+", type=_nonneg_int, default=None,
-                   help="seeds whose trained ResNets get the exact Hessian spectrum (default: all --seeds); "
-                        "a later call with more seeds adds the missing ones")
-    p.add_argument("--allow-version-change", action="store_true",
-                   help="resume unfinished runs computed under other package versions")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.add_argument("--plot", action="store_true", help="write the figures to OUT/figures when done")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyodejl",
@@ -196,19 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "norm, the largest, second-largest and smallest Hessian eigenvalue and the "
                                    "trace every N steps (seed 000 §5-6, seed 002).")
     _add_track_arguments(t)
-    st = sub.add_parser("stiffness", help="stiffness-penalised training of ResNets and Neural ODEs on Alpine02",
-                        description="Seed 001's comparison: ResNets without penalty (res), with an L2 penalty "
-                                    "(res-l2), with a stiffness penalty (res-stiff) and with a sampled, "
-                                    "unbiased estimate of it (res-stiff-sampled), and a Neural ODE without "
-                                    "(node) and with the SRNODE stiffness penalty (node-stiff), several "
-                                    "initialisations each; records losses and stiffness proxies per epoch and "
-                                    "the exact Hessian spectrum of the trained ResNets.")
-    _add_stiffness_arguments(st)
     p = sub.add_parser("plot", help="figures of one run, or an overlay of several",
                        description="Evolution of eigenvalues and trace, spectra at stages of training (exact runs), "
                                    "and for several runs an overlay.")
     p.add_argument("runs", nargs="+", type=Path, metavar="DIR",
-                   help="run folders, or one stiffness experiment folder (python -m pyodejl stiffness)")
+                   help="run folders of pyodejl track (experiments of pyodejl run: pyodejl report DIR --figures)")
     p.add_argument("--out", type=Path, default=None,
                    help="figure folder (default: DIR/figures for one run, <common parent>/figures for several)")
     p.add_argument("--labels", nargs="+", default=None, help="legend labels, one per run")
@@ -309,7 +252,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        again = "; rerun the same command to resume" if args.command in ("track", "stiffness", "run") else ""
+        again = "; rerun the same command to resume" if args.command in ("track", "run") else ""
         print(f"pyodejl {args.command}: interrupted{again}", file=sys.stderr)
         return 130
 
@@ -360,11 +303,10 @@ def _report(args) -> int:
     else:
         report = build_report(args.path)
         if args.figures is not None:
-            from pyodejl.plotting.report import plot_training_curves
+            from pyodejl.plotting.report import plot_experiment
 
-            path = args.figures / f"{report['experiment']}_training.png"
-            plot_training_curves(args.path, path)
-            print(f"wrote {path}", file=sys.stderr)
+            for path in plot_experiment(args.path, args.figures):
+                print(f"wrote {path}", file=sys.stderr)
     print(json.dumps(report, indent=1) if args.json else render_markdown(report), end="" if not args.json else "\n")
     return 0
 
@@ -397,42 +339,8 @@ def _run(parser, args) -> int:
             for f in plot_runs([run], args.out / "figures"):
                 print(f"wrote {f}")
         return 0
-    if args.command == "stiffness":
-        from pyodejl.experiments.stiffness_training import run_stiffness_experiment
-
-        lambdas = {"res-l2": args.lambda_l2, "res-stiff": args.lambda_stiff,
-                   "res-stiff-sampled": args.lambda_stiff_sampled, "node-stiff": args.lambda_node}
-        exp = run_stiffness_experiment(args.out, args.models, args.seeds, epochs=args.epochs,
-                                       node_epochs=args.node_epochs, proxy_every=args.proxy_every,
-                                       lambdas={m: v for m, v in lambdas.items() if m in args.models},
-                                       data_seed=args.data_seed,
-                                       hessian_seeds=() if args.no_hessian else args.hessian_seeds,
-                                       width=args.width, depth=args.depth, n_train=args.n_train,
-                                       n_test=args.n_test, batch_size=args.batch_size,
-                                       penalty_draws=args.penalty_draws, progress=not args.no_progress,
-                                       allow_version_change=args.allow_version_change)
-        print(f"{args.out}: " + ", ".join(f"{m} {sum(r['summary'] is not None for r in runs)} runs"
-                                          for m, runs in exp.items()))
-        if args.plot:
-            from pyodejl.plotting.stiffness import plot_stiffness_experiment
-
-            for f in plot_stiffness_experiment(exp, args.out / "figures"):
-                print(f"wrote {f}")
-        return 0
     if args.command == "plot":
         from pyodejl.experiments.runs import Run
-        from pyodejl.experiments.stiffness_training import is_stiffness_experiment
-
-        if any(is_stiffness_experiment(d) for d in args.runs):
-            if len(args.runs) != 1:
-                raise _UsageError("a stiffness experiment folder is plotted on its own; give one folder")
-            from pyodejl.experiments.stiffness_training import load_stiffness_experiment
-            from pyodejl.plotting.stiffness import plot_stiffness_experiment
-
-            out = args.out if args.out is not None else args.runs[0] / "figures"
-            for f in plot_stiffness_experiment(load_stiffness_experiment(args.runs[0]), out):
-                print(f"wrote {f}")
-            return 0
         from pyodejl.plotting.training import plot_runs
 
         runs = []

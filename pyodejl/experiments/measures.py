@@ -43,7 +43,7 @@ def prediction_time(predict, repeats: int = 5, name: str = "predict") -> Measure
 
 def curvature(objective=None, *, exact_max_params: int = 1000, method: str = "direct-direct", seed: int = 0,
               lanczos_tol: float = 1e-6, trace_matvecs: int = 60, prefix: str = "hessian_",
-              every: int = 0) -> Measurement:
+              keep_spectrum: bool = False, every: int = 0) -> Measurement:
     """Top and bottom eigenvalue and trace of the Hessian of ``objective`` (default: the
     training objective the trainer passes) at θ.
 
@@ -54,7 +54,8 @@ def curvature(objective=None, *, exact_max_params: int = 1000, method: str = "di
 
     Returns:
         a measurement giving ``{prefix}max``, ``{prefix}min``, ``{prefix}trace`` and
-        ``{prefix}exact`` (1 exact, 0 estimated).
+        ``{prefix}exact`` (1 exact, 0 estimated), and with ``keep_spectrum`` (exact
+        only) ``{prefix}spectrum``, every eigenvalue in ascending order.
     """
 
     def fn(training_objective, theta):
@@ -63,8 +64,9 @@ def curvature(objective=None, *, exact_max_params: int = 1000, method: str = "di
         if p <= exact_max_params:
             H = obj.hessian(theta, method=method)
             w = np.linalg.eigvalsh(0.5 * (H + H.T))
-            return {f"{prefix}max": float(w[-1]), f"{prefix}min": float(w[0]), f"{prefix}trace": float(w.sum()),
-                    f"{prefix}exact": 1}
+            out = {f"{prefix}max": float(w[-1]), f"{prefix}min": float(w[0]), f"{prefix}trace": float(w.sum()),
+                   f"{prefix}exact": 1}
+            return {**out, f"{prefix}spectrum": w.tolist()} if keep_spectrum else out
         from pyodejl.spectral import eigenvalues, trace
 
         op = obj.hessian_operator(theta, method=method)

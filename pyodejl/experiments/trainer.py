@@ -69,13 +69,16 @@ def batch_indices(seed: int, step: int, num_samples: int, batch_size: int | None
 
 @dataclass(frozen=True)
 class Plateau:
-    """Cut the learning rate by ``factor`` after ``patience`` steps without improvement
-    of the training loss (``optax.contrib.reduce_on_plateau``; PyTorch's ReduceLROnPlateau)."""
+    """Cut the learning rate by ``factor`` after ``patience`` evaluations without a relative
+    improvement of ``rtol`` in the training loss (``optax.contrib.reduce_on_plateau``, as
+    PyTorch's ReduceLROnPlateau). An evaluation is the mean loss of ``accumulation_size``
+    steps (e.g. one epoch of minibatches)."""
 
     factor: float = 0.1
     patience: int = 10
     rtol: float = 1e-4
     cooldown: int = 0
+    accumulation_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -254,7 +257,8 @@ def _optimizer(training: Training):
         if training.plateau is not None:
             p = training.plateau
             base = optax.chain(base, optax.contrib.reduce_on_plateau(
-                factor=p.factor, patience=p.patience, rtol=p.rtol, cooldown=p.cooldown))
+                factor=p.factor, patience=p.patience, rtol=p.rtol, cooldown=p.cooldown,
+                accumulation_size=p.accumulation_size))
         _optimizers[key] = base
     return _optimizers[key]
 

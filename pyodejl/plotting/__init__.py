@@ -1,5 +1,6 @@
 """Matplotlib plots for pyodejl results: they draw what they are given and compute no curvature."""
 
+from .report import plot_training_curves
 from .spectra import (
     plot_cumulative_density,
     plot_density,
@@ -7,7 +8,13 @@ from .spectra import (
     plot_ritz_convergence,
     plot_sketch_error,
 )
-from .stiffness import plot_hessian_spectra, plot_node_evolution, plot_proxy_evolution, plot_stiffness_experiment
+from .stiffness import (
+    load_stiffness_experiment,
+    plot_hessian_spectra,
+    plot_node_evolution,
+    plot_proxy_evolution,
+    plot_stiffness_experiment,
+)
 from .training import (
     plot_evolution,
     plot_fd_error,
@@ -19,6 +26,8 @@ from .training import (
 )
 
 __all__ = [
+    "load_stiffness_experiment",
+    "plot_training_curves",
     "plot_cumulative_density",
     "plot_density",
     "plot_eigenvalue_histogram",

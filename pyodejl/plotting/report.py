@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_training_curves"]
+__all__ = ["plot_experiment", "plot_training_curves"]
 
 
 def plot_training_curves(folder, path=None, key: str = "loss"):
@@ -53,3 +53,23 @@ def plot_training_curves(folder, path=None, key: str = "loss"):
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=130, bbox_inches="tight")
     return fig
+
+
+def plot_experiment(folder, out) -> list[Path]:
+    """Every figure of an experiment folder into folder ``out``: the training curves, and
+    the experiment's own figures where it has them (``stiffness``: seed 001's proxy
+    evolution, Hessian spectra, the Neural ODE pair). Returns the paths written."""
+    import matplotlib.pyplot as plt
+
+    from pyodejl.experiments.folder import RunFolder
+
+    folder, out = Path(folder), Path(out)
+    name = RunFolder(folder).config.get("experiment")
+    path = out / f"{name}_training.png"
+    plt.close(plot_training_curves(folder, path))
+    written = [path]
+    if name == "stiffness":
+        from pyodejl.plotting.stiffness import load_stiffness_experiment, plot_stiffness_experiment
+
+        written += plot_stiffness_experiment(load_stiffness_experiment(folder), out)
+    return written

@@ -1,8 +1,8 @@
 """Figures of the stiffness-penalised training experiment (seed 001).
 
-They read what :func:`pyodejl.experiments.stiffness_training.load_stiffness_experiment`
-returns (records, Hessian spectra) and compute nothing but medians and ranges over
-seeds for drawing.
+They read what :func:`load_stiffness_experiment` returns from a folder of
+``pyodejl run stiffness`` (records by epoch, Hessian spectra) and compute nothing but
+medians and ranges over seeds for drawing.
 
 * :func:`plot_proxy_evolution` — seed 001's "evolution of stiffness proxies" (plus the
   training and test error), one line per model: median over the seeds, min–max shaded.
@@ -18,7 +18,8 @@ import numpy as np
 
 from pyodejl.plotting.training import _plt, _save  # one figure-saving rule for every plot
 
-__all__ = ["plot_proxy_evolution", "plot_hessian_spectra", "plot_node_evolution", "plot_stiffness_experiment"]
+__all__ = ["load_stiffness_experiment", "plot_proxy_evolution", "plot_hessian_spectra", "plot_node_evolution",
+           "plot_stiffness_experiment"]
 
 _COLOURS = {"res": "C0", "res-l2": "C1", "res-stiff": "C3", "res-stiff-sampled": "C5", "node": "C2", "node-stiff": "C4"}
 #: Display names of the models (figures and tables).
@@ -45,6 +46,42 @@ _NODE_PANELS = (
     ("stiffness_estimate", "R_S (mean Shampine estimate · dt)", "log"),
     ("nfe", "NFE of the training-set solve", "linear"),
 )
+
+
+def load_stiffness_experiment(folder) -> dict:
+    """``{model: [{"records": [per-epoch dicts with "epoch"], "spectrum": ascending array or None}]}``
+    of a ``pyodejl run stiffness`` folder, finished runs and unfinished ones alike.
+
+    Measurement records at step k belong to epoch k / (steps per epoch); the trained
+    model's measurements (``result.json``) to the last epoch.
+    """
+    from pyodejl.experiments.folder import RunFolder
+
+    folder = Path(folder)
+    top = RunFolder(folder)
+    s = top.config["settings"]
+    per_epoch = s["n_train"] // s["batch_size"]
+    out = {}
+    for model in LABELS:
+        runs = []
+        for seed in sorted((folder / model).glob("seed_*"), key=lambda p: int(p.name.split("_")[1])):
+            run = RunFolder(seed)
+            epochs = {}
+            for r in run.records():
+                if r.get("kind") == "measurement":
+                    epochs.setdefault(r["step"] // per_epoch, {}).update(r)
+            result = run.result()
+            spectrum = None
+            if result is not None:
+                final = dict(result["final"])
+                spectrum = final.pop("hessian_spectrum", None)
+                last = s["node_epochs"] if model.startswith("node") else s["epochs"]
+                epochs.setdefault(last, {}).update(final)
+            records = [{**rec, "epoch": e} for e, rec in sorted(epochs.items())]
+            runs.append({"records": records, "spectrum": None if spectrum is None else np.asarray(spectrum)})
+        if runs:
+            out[model] = runs
+    return out
 
 
 def _series(runs, key):
@@ -94,7 +131,7 @@ def plot_proxy_evolution(experiment: dict, path=None, models=_RESNETS):
     """Seed 001's "evolution of stiffness proxies": totals over layers and training samples per epoch.
 
     Args:
-        experiment: ``load_stiffness_experiment(root)``.
+        experiment: :func:`load_stiffness_experiment` of a folder.
         path: where to save the figure (PNG), or None.
         models: ResNet models to draw (those present).
     """

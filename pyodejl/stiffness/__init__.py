@@ -10,6 +10,8 @@
   pairs, for sampled penalties.
 * :func:`trajectory_stiffness` — along a Neural ODE solve: ∂f/∂y spectra, Shampine's
   per-step estimate, and Hairer's DOPRI5 stiffness test (:func:`hairer_detector`).
+* :func:`penalised_loss` — seed 001's stiffness-penalised ResNet loss, with the exact
+  penalty or an unbiased sampled estimate of it (:func:`sampled_penalty_sq_sum`).
 * :mod:`pyodejl.stiffness.tied_linear` — discretise-then-optimise vs
   optimise-then-discretise gradients of a linear ResNet with tied weights, in closed form.
 
@@ -26,9 +28,23 @@ from pyodejl.stiffness.measures import (
     spectral_radius,
     stiffness_ratio,
 )
+from pyodejl.stiffness.penalty import (
+    PENALTIES,
+    draw_penalty_triples,
+    parameter_norm_mean,
+    penalised_loss,
+    penalty_per_sample,
+    sampled_penalty_sq_sum,
+)
 from pyodejl.stiffness.trajectory import TrajectoryStiffnessResult, hairer_detector, trajectory_stiffness
 
 __all__ = [
+    "PENALTIES",
+    "draw_penalty_triples",
+    "parameter_norm_mean",
+    "penalised_loss",
+    "penalty_per_sample",
+    "sampled_penalty_sq_sum",
     "MEASURES",
     "SPECTRAL_RADIUS_METHODS",
     "PowerInfo",

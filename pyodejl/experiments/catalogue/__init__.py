@@ -19,6 +19,7 @@ EXPERIMENT_MODULES = {
     "regularisers-spiral": "regularisers_spiral",
     "regularisers-digits": "regularisers_digits",
     "deq-digits": "deq_digits",
+    "stiffness": "stiffness",
 }
 
 
