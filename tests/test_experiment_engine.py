@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -296,7 +297,7 @@ def test_report_statistics_and_verdicts(toy_reference):
     assert t["value"] == pytest.approx(np.mean(losses["minibatch"]) / np.mean(losses["full"]), rel=1e-14)
     assert t["met"] == (t["value"] <= 10.0)
     md = render_markdown(rep)
-    assert f"| full | {row['mean']:.4g} ± {row['std']:.2g} |" in md
+    assert f"| full | {row['mean']:#.4g} ± {row['std']:#.2g} |" in md  # significant digits kept: 1.000, not 1
     assert "minibatches within 10× of full batch" in md
     assert rep["provenance"]["cores"] == [os.cpu_count()]
 
@@ -342,3 +343,24 @@ def test_every_experiment_quick_run_and_report(tmp_path, name):
     assert report["rows"] and all(r for r in report["rows"].values())
     again = _cli("run", name, "--quick", "--out", str(out), "--no-progress")  # finished: skipped
     assert again.returncode == 0 and "skipped" in again.stdout
+
+
+def test_reproduction_tables_are_their_saved_reports_rendered():
+    """Every table between report markers in REPRODUCTION.md is the rendering of a committed,
+    full (not --quick) report; editing a number by hand, or a report, fails this test."""
+    from pyodejl.experiments.folder import read_json
+    from pyodejl.experiments.report import sync_markdown
+
+    text = (ROOT / "REPRODUCTION.md").read_text(encoding="utf-8")
+    names = re.findall(r"<!-- pyodejl report (\S+) -->", text)
+    assert names, "REPRODUCTION.md has no rendered report"
+    for name in names:
+        report = read_json(ROOT / name)
+        assert not report["quick"] and not report["unfinished"], name
+    assert sync_markdown(text, ROOT) == text
+    # and the check has teeth: one changed digit in a rendered table is found
+    block = text.index(f"<!-- pyodejl report {names[0]} -->")
+    row = text.index("\n| ", text.index("| --- |", block)) + 1
+    digit = next(i for i in range(row, len(text)) if text[i].isdigit())
+    tampered = text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1:]
+    assert sync_markdown(tampered, ROOT) != tampered

@@ -143,7 +143,9 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
 def _number(x: float, digits: int) -> str:
     if x == 0 or not math.isfinite(x):
         return f"{x:g}"
-    return f"{x:.{digits}g}"
+    text = f"{x:#.{digits}g}"  # '#' keeps significant trailing zeros: 1.0, not 1
+    mantissa, e, exponent = text.partition("e")
+    return mantissa.rstrip(".") + e + exponent
 
 
 def _cell(stats: dict | None, scale: float, digits: int) -> str:
@@ -173,10 +175,10 @@ def render_markdown(report: dict) -> str:
             lines.append(f"| {t['what']} | {t['seed_figure'] or '–'} | {ours} | {t['verdict']} |")
     p = report["provenance"]
     load = "–" if p["load"] is None else f"{p['load'][0]:.1f}–{p['load'][1]:.1f}"
-    cmd = p["commands"][-1] if p["commands"] else "–"
+    cmds = "; ".join(f"`{c}`" for c in dict.fromkeys(p["commands"])) or "–"
     share = p.get("other_processes_share")
     other = "–" if share is None else f"{100 * share:.0f} %"
-    lines += ["", f"Command: `{cmd}`; commit {', '.join(p['commits']) or 'unknown'}; "
+    lines += ["", f"Commands: {cmds}; commit {', '.join(p['commits']) or 'unknown'}; "
                   f"{(p['dates'][-1] or '–')[:10] if p['dates'] else '–'}; "
                   f"{', '.join(map(str, p['cores'])) or '?'} cores; other processes used {other} of the machine "
                   f"during the runs (1-min load {load} at their start and end)."]

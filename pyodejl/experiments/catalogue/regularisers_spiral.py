@@ -78,6 +78,9 @@ VARIANTS = {
     "steer": Variant(steer=lambda seed: R.RandomEndTime(0.45 / 29, seed=seed, every=True)),
     "taynode": Variant(lambda: [R.TaylorDerivative(3e-8, order=2)]),
     "rnode": Variant(lambda: [R.KineticEnergy(1e-5), R.JacobianFrobenius(1e-6, seed=0)]),
+    # 30x / 100x the weights above, which barely move the NFE
+    "taynode-x30": Variant(lambda: [R.TaylorDerivative(1e-6, order=2)]),
+    "rnode-x100": Variant(lambda: [R.KineticEnergy(1e-3), R.JacobianFrobenius(1e-4, seed=0)]),
 }
 
 
