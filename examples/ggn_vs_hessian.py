@@ -20,7 +20,7 @@ diagonalised:
     python examples/ggn_vs_hessian.py --quick    # < 1 min smoke run (smaller models, 20 steps)
     python examples/ggn_vs_hessian.py --replot   # redraw the figure from the saved numbers
 
-Numbers go to ``results/ggn_vs_hessian[_quick].json`` and are printed as a table.
+Numbers go to ``runs/ggn_vs_hessian[_quick].json`` and are printed as a table.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ matplotlib.use("Agg")
 import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
 import pyodejl as pj  # noqa: E402
 from pyodejl.derivatives.gauss_newton import OutputCost  # noqa: E402
 from pyodejl.experiments import ModelSpec, build_objective, init_params, make_task  # noqa: E402
+from pyodejl.experiments.trainer import Measurement, Problem, Training, train  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SEED = 0
@@ -97,28 +97,26 @@ def spectrum_stats(H, G, F=None, k=5):
 
 def run_task(name, quick, steps, checkpoints, lr):
     loss, default, theta, description = objectives(name, quick)
-    opt = optax.adam(lr)
-    state = opt.init(jnp.asarray(theta))
-    records = []
     start = time.perf_counter()
-    for step in range(steps + 1):
-        if step in checkpoints:
-            H = loss.hessian(theta)
-            G = loss.ggn(theta)
-            F = loss.empirical_fisher(theta) if loss.batch_size > 1 else None
-            rec = dict(step=step, loss=loss.value(theta), **spectrum_stats(H, G, F))
-            if default is not None:  # the (states, readout)-output GGN of the same loss
-                lam = np.linalg.eigvalsh(default.ggn(theta))
-                rec["lam_min_G_default"], rec["lam_max_G_default"] = float(lam[0]), float(lam[-1])
-            records.append(rec)
-            print(f"  {name} step {step}: loss {rec['loss']:.4g}, λmax H {rec['lam_max_H']:.4g} "
-                  f"G {rec['lam_max_G']:.4g}, λmin H {rec['lam_min_H']:.3g}, "
-                  f"‖H−G‖/‖H‖ {rec['rel_diff']:.3f}  ({time.perf_counter() - start:.0f} s)", flush=True)
-        if step == steps:
-            break
-        g = loss.grad(theta)
-        updates, state = opt.update(jnp.asarray(g), state)
-        theta = np.asarray(optax.apply_updates(jnp.asarray(theta), updates), dtype=np.float64)
+
+    def curvature(objective, theta):
+        H = loss.hessian(theta)
+        G = loss.ggn(theta)
+        F = loss.empirical_fisher(theta) if loss.batch_size > 1 else None
+        rec = dict(loss=loss.value(theta), **spectrum_stats(H, G, F))
+        if default is not None:  # the (states, readout)-output GGN of the same loss
+            lam = np.linalg.eigvalsh(default.ggn(theta))
+            rec["lam_min_G_default"], rec["lam_max_G_default"] = float(lam[0]), float(lam[-1])
+        print(f"  {name}: loss {rec['loss']:.4g}, λmax H {rec['lam_max_H']:.4g} "
+              f"G {rec['lam_max_G']:.4g}, λmin H {rec['lam_min_H']:.3g}, "
+              f"‖H−G‖/‖H‖ {rec['rel_diff']:.3f}  ({time.perf_counter() - start:.0f} s)", flush=True)
+        return rec
+
+    # Adam on the discrete gradient through the one trainer; the measurement runs before the
+    # update of each checkpoint step and after the last one
+    out = train(Problem(theta, lambda step, indices: loss), Training(steps=steps, lr=lr),
+                measurements=(Measurement("curvature", curvature, at=tuple(checkpoints)),))
+    records = [{k: v for k, v in r.items() if k != "kind"} for r in out["records"] if r["kind"] == "measurement"]
     return dict(task=name, description=description, num_params=int(loss.num_params), lr=lr,
                 records=records, seconds=time.perf_counter() - start)
 
@@ -189,8 +187,8 @@ def main():
     parser.add_argument("--replot", action="store_true", help="redraw the figure from the saved JSON")
     args = parser.parse_args()
     suffix = "_quick" if args.quick else ""
-    json_path = ROOT / "results" / f"ggn_vs_hessian{suffix}.json"
-    fig_path = ROOT / "results" / "ggn_vs_hessian_quick.png"
+    json_path = ROOT / "runs" / f"ggn_vs_hessian{suffix}.json"
+    fig_path = ROOT / "runs" / "ggn_vs_hessian_quick.png"
     if not args.quick:
         fig_path = ROOT / "docs" / "figures" / "ggn_vs_hessian.png"
     if args.replot:
@@ -205,7 +203,7 @@ def main():
     start = time.perf_counter()
     results = [run_task("coupled-sinusoids", args.quick, steps, checkpoints, lr=0.02),
                run_task("nested-spheres", args.quick, steps, checkpoints, lr=0.01)]
-    json_path.parent.mkdir(exist_ok=True)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=1))
     plot(results, fig_path)
     print(table(results))

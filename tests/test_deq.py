@@ -318,23 +318,3 @@ def test_bad_input_is_rejected_with_clear_errors():
         DEQ(lin_cell)
     with pytest.raises(ValueError, match="implicit"):
         EquilibriumLoss(deq, X_LIN, lin_cost).grad(th, method="backprop")
-
-
-@pytest.mark.slow
-def test_digits_example_quick_mode_runs_and_resumes(tmp_path, capsys):
-    pytest.importorskip("sklearn")
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "examples" / "deq_digits.py"
-    spec = importlib.util.spec_from_file_location("deq_digits", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    mod.main(["--quick", "--out", str(tmp_path)])
-    runs = sorted(tmp_path.glob("*.json"))
-    assert [p.name for p in runs] == ["continuous_skipreg_seed0.json", "discrete_vanilla_seed0.json"]
-    out = capsys.readouterr().out
-    assert "Skip Reg. DEQ" in out and "quick Hessian" in out
-    stamps = [p.stat().st_mtime for p in runs]
-    mod.main(["--quick", "--out", str(tmp_path)])  # resumes: finished runs are not redone
-    assert [p.stat().st_mtime for p in runs] == stamps

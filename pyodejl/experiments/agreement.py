@@ -31,15 +31,10 @@ def coupled_sinusoids_loss(width=8, num_times=10, t_end=2.0, loss="abs", rtol=1e
 
 
 def fit(objective, theta, steps=300, lr=1e-2):
-    """Adam on the discrete gradient; returns the fitted θ."""
-    import optax
+    """Adam on the discrete gradient (the one trainer, nothing written); returns the fitted θ."""
+    from pyodejl.experiments.trainer import Problem, Training, train
 
-    opt = optax.adam(lr)
-    state = opt.init(theta)
-    for _ in range(steps):
-        updates, state = opt.update(objective.grad(theta), state, theta)
-        theta = np.asarray(optax.apply_updates(theta, updates))
-    return theta
+    return train(Problem(theta, lambda step, indices: objective), Training(steps=steps, lr=lr))["theta"]
 
 
 def agreement_table(hessians: dict) -> tuple[list[str], np.ndarray]:

@@ -83,18 +83,24 @@ class Plateau:
 
 @dataclass(frozen=True)
 class Measurement:
-    """A measurement at a cadence.
+    """A measurement at a cadence, and always on the trained θ.
 
     Attributes:
-        name: prefixes nothing; the keys of ``fn``'s dict are the record's keys.
+        name: names it in messages; the keys of ``fn``'s dict are the record's keys.
         fn: ``(objective, theta) -> dict`` of JSON numbers; ``objective`` is the
             full-batch training objective.
-        every: every so many steps (0: only on the trained θ).
+        every: also every so many steps, before the step's update (0: not).
+        at: also at these steps (the training's last step count included: after
+            the last update).
     """
 
     name: str
     fn: Callable
     every: int = 0
+    at: tuple = ()
+
+    def due(self, step: int) -> bool:
+        return bool(self.every and step % self.every == 0) or step in self.at
 
 
 @dataclass(frozen=True)
@@ -291,34 +297,40 @@ def _update_step(opt):
 # --------------------------------------------------------------------------------------
 
 
-def _record_measurements(folder, measurements, objective, theta, step, final):
-    out = {}
+def _record_measurements(write, measurements, objective, theta, step, final):
+    """Run the measurements due at ``step`` (all of them when ``final``); the ones due at
+    the step are also written as a record."""
+    out, record = {}, {}
     for m in measurements:
-        if final or (m.every and step % m.every == 0):
-            out.update(m.fn(objective, theta))
-    if out and not final:
-        folder.append({"step": step, "kind": "measurement", **out})
+        if final or m.due(step):
+            values = m.fn(objective, theta)
+            out.update(values)
+            if m.due(step):
+                record.update(values)
+    if record:
+        write({"step": step, "kind": "measurement", **record})
     return out
 
 
-def train(problem: Problem, training: Training, folder: RunFolder, *, seed: int,
+def train(problem: Problem, training: Training, folder: RunFolder | None = None, *, seed: int = 0,
           measurements: tuple[Measurement, ...] = (), progress: Callable | None = None) -> dict:
     """Train ``problem`` as ``training`` says, resuming ``folder``'s checkpoint.
 
     Args:
         problem: the :class:`Problem`.
         training: the :class:`Training`.
-        folder: the run folder; its records get ``{"step", "kind": "loss", "loss"}``
+        folder: the run folder (None: nothing is written, nothing resumed); its
+            records get ``{"step", "kind": "loss", "loss"}``
             every ``record_every`` steps and the measurements at their cadence.
         seed: seeds the minibatches and the sampled terms' draws (``seed·10⁶ + k``
             at step k).
-        measurements: cadence measurements; those with ``every=0`` run only on
-            the trained θ.
+        measurements: cadence measurements; every one also runs on the trained θ.
         progress: ``progress(steps_done)`` after each step (e.g. a tqdm update).
 
     Returns:
-        ``{"theta": (p,), "final": {measurements on the trained θ},
-        "train_wall_s", "train_cpu_s", "compile_s", "compiling_steps"}``:
+        ``{"theta": (p,), "final": {measurements on the trained θ}, "records": [the
+        records written by this call], "train_wall_s", "train_cpu_s", "compile_s",
+        "compiling_steps"}``:
         seconds of this and all earlier segments of the run, the first two
         without compilation (see the module docstring), and the number of steps
         that compiled.
@@ -334,7 +346,7 @@ def train(problem: Problem, training: Training, folder: RunFolder, *, seed: int,
     leaves, treedef = jax.tree_util.tree_flatten(state)
     template = {"theta": theta, "clock": _Clock().state(),
                 **{f"opt_{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)}}
-    resumed = folder.resume(template)
+    resumed = None if folder is None else folder.resume(template)
     clock = _Clock()
     start = 0
     if resumed is not None:
@@ -344,15 +356,24 @@ def train(problem: Problem, training: Training, folder: RunFolder, *, seed: int,
         clock = _Clock(*arrays["clock"])
 
     def checkpoint(step):
+        if folder is None:
+            return
         folder.save_checkpoint(step, {"theta": np.asarray(theta), "clock": clock.state(),
                                       **{f"opt_{i}": np.asarray(x)
                                          for i, x in enumerate(jax.tree_util.tree_leaves(state))}})
+
+    written = []
+
+    def write(record):
+        written.append(record)
+        if folder is not None:
+            folder.append(record)
 
     full = problem.objective(-1, None)
     update = _update_step(opt)
     theta_dev = jax.numpy.asarray(theta)
     for k in range(start, training.steps):
-        _record_measurements(folder, measurements, full, np.asarray(theta_dev), k, final=False)
+        _record_measurements(write, measurements, full, np.asarray(theta_dev), k, final=False)
         recording = k % training.record_every == 0 or k == training.steps - 1
         with clock:
             indices = batch_indices(seed, k, problem.num_samples, training.batch_size)
@@ -376,14 +397,14 @@ def train(problem: Problem, training: Training, folder: RunFolder, *, seed: int,
             if not (math.isfinite(loss) and np.all(np.isfinite(theta))):
                 raise SolveError(f"training diverged at step {k}: the loss or θ is not finite "
                                  "(lower the learning rate, or check the solver's max_steps)")
-            folder.append({"step": k, "kind": "loss", "loss": loss})
+            write({"step": k, "kind": "loss", "loss": loss})
         if (k + 1) % training.checkpoint_every == 0 or k + 1 == training.steps:
             theta = np.asarray(theta_dev)
             checkpoint(k + 1)
         if progress is not None:
             progress(k + 1)
     theta = np.asarray(theta_dev)
-    final = _record_measurements(folder, measurements, full, theta, training.steps, final=True)
+    final = _record_measurements(write, measurements, full, theta, training.steps, final=True)
     wall, cpu = clock.totals()
-    return {"theta": theta, "final": final, "train_wall_s": wall, "train_cpu_s": cpu, "compile_s": clock.compile,
-            "compiling_steps": clock.skipped}
+    return {"theta": theta, "final": final, "records": written, "train_wall_s": wall, "train_cpu_s": cpu,
+            "compile_s": clock.compile, "compiling_steps": clock.skipped}
