@@ -40,7 +40,7 @@ def test_folder_keeps_its_configuration(tmp_path):
     again = RunFolder(tmp_path / "r", {"a": 1, "b": [1.5, "x"]})
     assert again.records() == [{"step": 0, "loss": 1.0}]
     assert again.versions["pyodejl"] == pj.__version__
-    with pytest.raises(ConfigMismatchError, match="another configuration"):
+    with pytest.raises(ConfigMismatchError, match=r"different configuration \(a: saved 1, now 2\)"):
         RunFolder(tmp_path / "r", {"a": 2, "b": [1.5, "x"]})
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         RunFolder(tmp_path / "missing")

@@ -215,6 +215,13 @@ def _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
+def _digest(records) -> str:
+    """SHA-256 of records as the folder writes them: ties a checkpoint to the records before it."""
+    import hashlib
+
+    return hashlib.sha256(jsonl_text(records).encode("utf-8")).hexdigest()
+
+
 def _parse_jsonl(path, text: str, key: str, allow_cut_tail: bool) -> tuple[list[dict], int]:
     """``(objects, bytes of the valid prefix)``; with ``allow_cut_tail`` an unterminated
     last line (a write cut by a kill) is dropped instead of refused."""
@@ -306,18 +313,20 @@ class RunFolder:
         if config is None:
             return
         if self.config != config:
-            diff = {k: (self.config.get(k), config.get(k)) for k in sorted(set(self.config) | set(config))
-                    if self.config.get(k) != config.get(k)}
-            raise ConfigMismatchError(f"{self.path} holds a run with another configuration (saved vs asked: "
-                                      f"{diff}); use another folder or delete it")
+            diff = ", ".join(f"{k}: saved {self.config.get(k)!r}, now {config.get(k)!r}"
+                             for k in sorted(set(self.config) | set(config)) if self.config.get(k) != config.get(k))
+            raise ConfigMismatchError(f"run folder {self.path} holds a run with a different configuration ({diff}); "
+                                      "it cannot be resumed with these settings. Use another folder, or delete "
+                                      "this one to start over")
         current = package_versions()
         differences = version_differences(self.versions, current)
         if differences and not self.finished:
             if not allow_version_change:
                 raise VersionMismatchError(
-                    f"{self.path} was computed under other package versions "
-                    f"({', '.join(f'{k} {a} -> {b}' for k, (a, b) in differences.items())}); resuming would mix "
-                    "their numbers: allow the version change, or use another folder", differences)
+                    f"run folder {self.path} was computed under other package versions ("
+                    + ", ".join(f"{k}: saved {a}, now {b}" for k, (a, b) in differences.items())
+                    + "); resuming it would mix results of different versions. Pass allow_version_change=True "
+                    "(command line: --allow-version-change) to resume anyway, or use another folder", differences)
             step = self.checkpoint_step()
             self.version_history = [*self.version_history, {"until_step": step, "versions": self.versions}]
             self.versions = current
@@ -388,13 +397,16 @@ class RunFolder:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def _truncate_records(self, count: int) -> None:
+    def _truncate_records(self, count: int, digest: str | None = None) -> None:
         records, valid = self._records()
         path = self.path / self.RECORDS
         size = path.stat().st_size if path.exists() else 0
         if count > len(records):
             raise RunFolderError(path, f"holds {len(records)} complete records, but the checkpoint was written "
                                        f"after {count}")
+        if digest is not None and _digest(records[:count]) != digest:
+            raise RunFolderError(path, f"its first {count} records are not the ones the checkpoint was written "
+                                       "after")
         if count < len(records) or valid < size:
             atomic_write_text(path, jsonl_text(records[:count]))
 
@@ -402,12 +414,12 @@ class RunFolder:
     def save_checkpoint(self, step: int, arrays: dict) -> None:
         """Write the state after ``step`` optimiser steps (``arrays``: name → array),
         noting how many records were written up to it."""
-        reserved = {"step", "num_records"} & set(arrays)
+        reserved = {"step", "num_records", "records_digest"} & set(arrays)
         if reserved:
             raise ValueError(f"checkpoint array names {sorted(reserved)} are reserved")
-        count = len(self.records())
-        atomic_savez(self.path / self.CHECKPOINT, step=np.int64(step), num_records=np.int64(count),
-                     **{k: np.asarray(v) for k, v in arrays.items()})
+        records = self.records()
+        atomic_savez(self.path / self.CHECKPOINT, step=np.int64(step), num_records=np.int64(len(records)),
+                     records_digest=np.str_(_digest(records)), **{k: np.asarray(v) for k, v in arrays.items()})
 
     def checkpoint_step(self) -> int:
         """The step of the checkpoint (0 when there is none)."""
@@ -425,6 +437,9 @@ class RunFolder:
             if k not in arrays or arrays[k].shape != () or arrays[k].dtype.kind not in "iu":
                 raise RunFolderError(path, f"{k!r} is missing or not an integer scalar")
         step, count = int(arrays.pop("step")), int(arrays.pop("num_records"))
+        digest = arrays.pop("records_digest", None)
+        if digest is None or digest.shape != () or digest.dtype.kind != "U":
+            raise RunFolderError(path, "'records_digest' is missing or not a string")
         if template is not None:
             missing = sorted(set(template) - set(arrays))
             if missing:
@@ -434,7 +449,7 @@ class RunFolder:
                 if arrays[k].shape != like.shape or arrays[k].dtype != like.dtype:
                     raise RunFolderError(path, f"array {k!r} is {arrays[k].dtype}{list(arrays[k].shape)}, "
                                                f"expected {like.dtype}{list(like.shape)}")
-        return step, count, arrays
+        return step, count, arrays, str(digest)
 
     def resume(self, template: dict) -> tuple[int, dict] | None:
         """Prepare to continue: the checkpoint's ``(step, arrays)``, or None to start over.
@@ -451,8 +466,12 @@ class RunFolder:
                 whose arrays do not match ``template``.
         """
         ck = self._checkpoint(template)
-        self._truncate_records(0 if ck is None else ck[1])
-        return None if ck is None else (ck[0], ck[2])
+        if ck is None:
+            self._truncate_records(0)
+            return None
+        step, count, arrays, digest = ck
+        self._truncate_records(count, digest)
+        return step, arrays
 
     def check(self) -> None:
         """Read every file once, so that a corrupt one is reported before anything is written.

@@ -1,37 +1,16 @@
-"""Run configurations and run folders: atomic writes, resumption, loading.
+"""Run configurations of tracked training (:func:`pyodejl.experiments.track`) and reading their folders.
 
-A run folder holds
-
-* ``config.json`` — the :class:`RunConfig` (every setting that affects a number),
-  plus ``"versions"``: the versions of pyodejl, JAX, jaxlib, Diffrax, Equinox,
-  Optax and NumPy that computed the run (:func:`package_versions`), and, after a
-  resume allowed across versions, ``"version_history"``: ``[{"until_step": n,
-  "versions": {...} or null}]`` — records at steps ``<= n`` came from those versions;
-* ``records.jsonl`` — one JSON object per tracked step (see
-  :mod:`pyodejl.experiments.tracking` for the keys);
-* ``params.npz`` — θ of every tracked step under ``step_<n>``;
-* ``spectra.npz`` — the full Hessian spectrum (ascending) under ``step_<n>``,
-  for tracked steps computed exactly;
-* ``checkpoint.npz`` — step, θ and the Optax state, the point a resumed run
-  continues from;
-* ``timings.jsonl`` — wall-clock seconds of the Hessian work, one line per
-  tracked step (the only non-reproducible output, so kept out of the records).
-
-Every file is written to a temporary file in the folder and moved into place
-with :func:`os.replace`, so a kill leaves either the old or the new version.
-The checkpoint is written last; on resumption everything after the checkpoint's
-step is discarded and recomputed, which (all randomness being a function of
-``(seed, step)``) reproduces an uninterrupted run bit for bit — under the same
-package versions, so a resume under other versions is refused unless allowed
-(:class:`VersionMismatchError`); folders written before versions were recorded
-count as "unknown versions" and are refused in the same way.
-A file that cannot be read (truncated, garbage, not written by pyodejl) raises
-:class:`RunFolderError` naming it.
+A tracked run's folder is the one :class:`~pyodejl.experiments.folder.RunFolder`:
+``config.json`` holds the :class:`RunConfig` (every setting that affects a number)
+with the package versions and their history, ``records.jsonl`` the tracked steps'
+records (with θ, the exact spectra and the Hessian's seconds), ``checkpoint.npz``
+the point a resumed run continues from and ``result.json`` the trained model's
+numbers. :class:`Run` reads it back. Writing, resuming and the refusal of corrupt
+files are the run folder's (:mod:`pyodejl.experiments.folder`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -43,16 +22,13 @@ from pyodejl.experiments.folder import (
     FORMAT_VERSION,
     VERSION_PACKAGES,
     ConfigMismatchError,
+    RunFolder,
     RunFolderError,
     VersionMismatchError,
     atomic_savez,
     atomic_write_bytes,
     atomic_write_text,
-    jsonl_text,
-    load_npz,
     package_versions,
-    read_json,
-    read_jsonl,
     version_differences,
 )
 from pyodejl.experiments.models import MODEL_KINDS, ModelSpec
@@ -63,6 +39,7 @@ __all__ = [
     "ConfigMismatchError",
     "VersionMismatchError",
     "RunFolderError",
+    "RUN_FILES",
     "Run",
     "load_run",
     "atomic_write_bytes",
@@ -88,49 +65,6 @@ def gradient_method_names() -> list[str]:
 def hessian_method_names() -> list[str]:
     """The engine's Hessian methods, independent and fast routes alike, sorted."""
     return sorted({**HESSIAN_METHODS, **FAST_METHODS})
-
-
-def load_step_arrays(path) -> dict[int, np.ndarray]:
-    """The arrays of ``params.npz`` / ``spectra.npz`` by step (``{}`` if the file does not exist).
-
-    Raises:
-        RunFolderError: unreadable file, or a key that is not ``step_<n>``.
-    """
-    out = {}
-    for key, value in load_npz(path).items():
-        try:
-            step = parse_step_key(key)
-        except ValueError:
-            raise RunFolderError(path, f"array {key!r} is not named step_<n>") from None
-        out[step] = value
-    return out
-
-
-_CHECKPOINT_KEYS = ("step", "theta", "num_leaves")
-
-
-def load_checkpoint_arrays(path) -> dict | None:
-    """The arrays of ``checkpoint.npz`` (None if it does not exist), with ``step``,
-    ``theta``, ``num_leaves`` and ``opt_0 .. opt_{num_leaves-1}`` checked present.
-
-    Raises:
-        RunFolderError: unreadable file or missing arrays.
-    """
-    path = Path(path)
-    ck = load_npz(path)
-    if not ck:
-        if path.exists():
-            raise RunFolderError(path, "the archive holds no arrays")
-        return None
-    missing = [k for k in _CHECKPOINT_KEYS if k not in ck]
-    if not missing:
-        for k in ("step", "num_leaves"):
-            if ck[k].shape != () or ck[k].dtype.kind not in "iu":
-                raise RunFolderError(path, f"{k!r} is not an integer scalar")
-        missing = [f"opt_{i}" for i in range(int(ck["num_leaves"])) if f"opt_{i}" not in ck]
-    if missing:
-        raise RunFolderError(path, f"missing arrays {missing}")
-    return ck
 
 
 # --------------------------------------------------------------------------------------
@@ -300,67 +234,23 @@ class RunConfig(SavedConfig):
 # run folders
 # --------------------------------------------------------------------------------------
 
-
-def step_key(step: int) -> str:
-    return f"step_{int(step)}"
-
-
-def parse_step_key(key: str) -> int:
-    """``"step_<n>"`` -> n (ValueError for anything else)."""
-    prefix, _, n = key.partition("_")
-    if prefix != "step" or not n.isdigit():
-        raise ValueError(f"{key!r} is not step_<n>")
-    return int(n)
-
-
-def read_config_file(folder) -> tuple[RunConfig, dict | None, list]:
-    """``(config, versions, version_history)`` from ``folder/config.json``.
-
-    ``versions`` is None for folders written before versions were recorded.
-
-    Raises:
-        FileNotFoundError: no ``config.json``.
-        RunFolderError: ``config.json`` is not a valid configuration.
-    """
-    path = Path(folder) / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{Path(folder)} is not a run folder (no config.json)")
-    d = read_json(path)
-    versions = d.pop("versions", None)
-    history = d.pop("version_history", [])
-    if versions is not None and not (isinstance(versions, dict) and all(
-            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in versions.items())):
-        raise RunFolderError(path, "'versions' must map package names to version strings")
-    if not isinstance(history, list):
-        raise RunFolderError(path, "'version_history' must be a list")
-    try:
-        config = RunConfig.from_dict(d)
-    except (TypeError, ValueError) as exc:  # unknown or missing keys
-        raise RunFolderError(path, f"not a run configuration ({exc})") from exc
-    return config, versions, history
-
-
-def write_config_file(folder, config: RunConfig, versions: dict | None, history=()) -> None:
-    """Write ``folder/config.json`` atomically (the inverse of :func:`read_config_file`)."""
-    d = config.as_dict()
-    if versions is not None:
-        d["versions"] = dict(versions)
-    if history:
-        d["version_history"] = list(history)
-    atomic_write_text(Path(folder) / "config.json", json.dumps(d, indent=2) + "\n")
+#: The files a run folder may hold; :func:`pyodejl.experiments.track` refuses a folder with
+#: any of them but no configuration.
+RUN_FILES = (RunFolder.RECORDS, RunFolder.CHECKPOINT, RunFolder.RESULT)
+#: Record keys that are not a tracked quantity (θ, the spectrum, the Hessian's seconds).
+_ARRAYS = ("theta", "spectrum", "hessian_seconds", "kind")
 
 
 class Run:
-    """A run folder, read from disk.
+    """A tracked run's folder, read from disk.
 
     Attributes:
         path: the folder.
         config: its :class:`RunConfig`.
-        versions: package versions that computed it (:func:`package_versions`);
-            None for folders written before versions were recorded.
+        versions: package versions that computed it (:func:`package_versions`).
         version_history: earlier versions after resumes allowed across versions,
-            ``[{"until_step": n, "versions": {...} or None}]``.
-        records: list of record dicts, ordered by step.
+            ``[{"until_step": n, "versions": {...}}]``.
+        records: the tracked steps' records (without θ and spectra), ordered by step.
 
     Raises:
         FileNotFoundError: ``path`` has no ``config.json``.
@@ -369,8 +259,14 @@ class Run:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.config, self.versions, self.version_history = read_config_file(self.path)
-        self.records = read_records(self.path / "records.jsonl")
+        self._folder = RunFolder(self.path)
+        try:
+            self.config = RunConfig.from_dict(self._folder.config)
+        except (TypeError, ValueError) as exc:  # unknown or missing keys
+            raise RunFolderError(self.path / RunFolder.CONFIG, f"not a run configuration ({exc})") from exc
+        self.versions, self.version_history = self._folder.versions, self._folder.version_history
+        self._raw = [r for r in self._folder.records() if r.get("kind") == "measurement"]
+        self.records = [{k: v for k, v in r.items() if k not in _ARRAYS} for r in self._raw]
 
     def __repr__(self):
         return f"Run({str(self.path)!r}, model={self.config.model!r}, records={len(self.records)})"
@@ -395,36 +291,37 @@ class Run:
             out.append(np.nan if v is None else float(v))
         return np.array(out, dtype=np.float64)
 
+    def _arrays(self, key) -> dict[int, np.ndarray]:
+        out = {}
+        for r in self._raw:
+            if key in r:
+                a = np.asarray(r[key], dtype=np.float64)
+                if a.ndim != 1:
+                    raise RunFolderError(self.path / RunFolder.RECORDS, f"step {r['step']}: {key!r} is not a vector")
+                out[r["step"]] = a
+        return out
+
     def params(self) -> dict[int, np.ndarray]:
         """θ by tracked step."""
-        return load_step_arrays(self.path / "params.npz")
+        return self._arrays("theta")
 
     def spectra(self) -> dict[int, np.ndarray]:
         """Full spectra (ascending) by tracked step; empty when not exact."""
-        return load_step_arrays(self.path / "spectra.npz")
+        return self._arrays("spectrum")
 
     def timings(self) -> list[dict]:
-        """``timings.jsonl``: ``{"step", "hessian_seconds", "hessian"}`` per tracked step."""
-        return read_jsonl(self.path / "timings.jsonl")
+        """``{"step", "hessian_seconds", "hessian"}`` per tracked step."""
+        return [{"step": r["step"], "hessian_seconds": r.get("hessian_seconds"), "hessian": r.get("hessian")}
+                for r in self._raw]
 
     def task(self) -> Task:
         return self.config.make_task()
 
     @property
     def complete(self) -> bool:
-        ck = load_checkpoint_arrays(self.path / "checkpoint.npz")
-        return ck is not None and int(ck["step"]) == self.config.steps
+        return self._folder.finished
 
 
 def load_run(path) -> Run:
     """Open a run folder written by :func:`pyodejl.experiments.track`."""
     return Run(path)
-
-
-def read_records(path) -> list[dict]:
-    """``records.jsonl``: one dict per tracked step (see :func:`read_jsonl` for errors)."""
-    return read_jsonl(path)
-
-
-def records_text(records) -> str:
-    return jsonl_text(records)

@@ -92,12 +92,18 @@ class Measurement:
         every: also every so many steps, before the step's update (0: not).
         at: also at these steps (the training's last step count included: after
             the last update).
+        with_step: call ``fn(objective, theta, step)`` (e.g. to seed an estimator
+            from the step).
     """
 
     name: str
     fn: Callable
     every: int = 0
     at: tuple = ()
+    with_step: bool = False
+
+    def __call__(self, objective, theta, step):
+        return self.fn(objective, theta, step) if self.with_step else self.fn(objective, theta)
 
     def due(self, step: int) -> bool:
         return bool(self.every and step % self.every == 0) or step in self.at
@@ -303,7 +309,7 @@ def _record_measurements(write, measurements, objective, theta, step, final):
     out, record = {}, {}
     for m in measurements:
         if final or m.due(step):
-            values = m.fn(objective, theta)
+            values = m(objective, theta, step)
             out.update(values)
             if m.due(step):
                 record.update(values)
@@ -313,7 +319,8 @@ def _record_measurements(write, measurements, objective, theta, step, final):
 
 
 def train(problem: Problem, training: Training, folder: RunFolder | None = None, *, seed: int = 0,
-          measurements: tuple[Measurement, ...] = (), progress: Callable | None = None) -> dict:
+          measurements: tuple[Measurement, ...] = (), progress: Callable | None = None,
+          callback: Callable | None = None) -> dict:
     """Train ``problem`` as ``training`` says, resuming ``folder``'s checkpoint.
 
     Args:
@@ -326,6 +333,8 @@ def train(problem: Problem, training: Training, folder: RunFolder | None = None,
             at step k).
         measurements: cadence measurements; every one also runs on the trained θ.
         progress: ``progress(steps_done)`` after each step (e.g. a tqdm update).
+        callback: ``callback(steps_done, theta)`` after each step, θ as a NumPy
+            array (an exception raised in it stops the run as a kill would).
 
     Returns:
         ``{"theta": (p,), "final": {measurements on the trained θ}, "records": [the
@@ -403,6 +412,8 @@ def train(problem: Problem, training: Training, folder: RunFolder | None = None,
             checkpoint(k + 1)
         if progress is not None:
             progress(k + 1)
+        if callback is not None:
+            callback(k + 1, np.asarray(theta_dev))
     theta = np.asarray(theta_dev)
     final = _record_measurements(write, measurements, full, theta, training.steps, final=True)
     wall, cpu = clock.totals()
