@@ -110,6 +110,9 @@ class Experiment:
         quick_variants: the rows a ``--quick`` run trains (default: all).
         quick_seeds: the seeds of a ``--quick`` run.
         notes: what a reader of the table must know (substituted data, ...).
+        summarise: ``measurement records -> dict``: numbers derived from a run's
+            records at report time (e.g. how rough a quantity's path was), added to
+            its result's; None: none.
     """
 
     name: str
@@ -124,6 +127,7 @@ class Experiment:
     quick_variants: tuple[str, ...] | None = None
     quick_seeds: tuple[int, ...] = (0,)
     notes: str = ""
+    summarise: Callable[[list], dict] | None = None
 
     def __post_init__(self):
         unknown = {t.variant for t in self.targets} | {t.baseline for t in self.targets}

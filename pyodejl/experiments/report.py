@@ -108,6 +108,9 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
                 cores.add(result["cores"])
             if run.versions not in versions:
                 versions.append(run.versions)
+            if exp.summarise is not None:
+                derived = exp.summarise([r for r in run.records() if r.get("kind") == "measurement"])
+                result = {**result, "final": {**result.get("final", {}), **derived}}
             for key in keys:
                 v = _value(result, key)
                 if v is not None:

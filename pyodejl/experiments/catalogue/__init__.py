@@ -20,6 +20,7 @@ EXPERIMENT_MODULES = {
     "regularisers-digits": "regularisers_digits",
     "deq-digits": "deq_digits",
     "stiffness": "stiffness",
+    "hessian-tracking": "hessian_tracking",
 }
 
 
