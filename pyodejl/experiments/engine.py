@@ -5,7 +5,9 @@ whose configuration names the experiment and its settings, and whose records
 list every invocation (command, date). Each (variant, seed) run is a run
 folder ``OUT/<variant>/seed_<k>``: rerunning the same command skips finished
 runs and resumes unfinished ones from their checkpoint; more seeds or rows can
-be added later to the same folder.
+be added later to the same folder. A run whose training diverges or whose solve fails
+is finished with its error as its result (``"failed"``): the report lists it, and the
+other runs go on.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pyodejl.experiments.catalogue import get_experiment
 from pyodejl.experiments.declaration import Experiment
 from pyodejl.experiments.folder import RunFolder, git_commit
 from pyodejl.experiments.trainer import train
+from pyodejl.solving import SolveError
 
 __all__ = ["experiment_config", "run_experiment", "run_path"]
 
@@ -129,7 +132,13 @@ def run_experiment(experiment, out, *, quick: bool = False, seeds=None, variants
         if folder.finished:
             log(f"{exp.name} {variant} seed {seed}: finished, skipped")
             continue
-        result = _train_run(exp, variant, seed, config["settings"], folder, progress)
+        try:
+            result = _train_run(exp, variant, seed, config["settings"], folder, progress)
+        except (SolveError, FloatingPointError) as exc:
+            # a configuration that diverges is a result of the table, not a reason to stop it
+            folder.finish({"final": {}, "failed": " ".join(str(exc).split())})
+            log(f"{exp.name} {variant} seed {seed}: failed: {exc}")
+            continue
         folder.finish(result)
         summary = ", ".join(f"{k} {v:.4g}" for k, v in result["final"].items() if isinstance(v, (int, float)))
         log(f"{exp.name} {variant} seed {seed}: {summary}")

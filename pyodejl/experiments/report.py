@@ -83,7 +83,7 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
     if exp.name != name:
         raise ValueError(f"{out} holds experiment {name!r}, not {exp.name!r}")
     keys = list(dict.fromkeys([c.key for c in exp.columns] + [t.key for t in exp.targets]))
-    rows, seeds, unfinished, loads, cores, versions, other = {}, set(), [], [], set(), [], [0.0, 0.0]
+    rows, seeds, unfinished, failed, loads, cores, versions, other = {}, set(), [], [], [], set(), [], [0.0, 0.0]
     for variant in exp.variants:
         vdir = out / variant
         if not vdir.is_dir():
@@ -98,6 +98,9 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
             result = run.result()
             if result is None:
                 unfinished.append(f"{variant}/{sdir.name}")
+                continue
+            if result.get("failed"):
+                failed.append(f"{variant}/{sdir.name}: {result['failed']}")
                 continue
             seeds.add(_seed_of(sdir))
             loads += [x for x in result.get("load", []) if isinstance(x, (int, float))]
@@ -130,6 +133,7 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
         "rows": {v: rows[v] for v in exp.variants if v in rows},
         "targets": [_judge(t, rows) for t in exp.targets],
         "unfinished": unfinished,
+        "failed": failed,
         "provenance": {
             "commands": [r.get("command") for r in invocations],
             "dates": [r.get("date") for r in invocations],
@@ -185,6 +189,8 @@ def render_markdown(report: dict) -> str:
                   f"{(p['dates'][-1] or '–')[:10] if p['dates'] else '–'}; "
                   f"{', '.join(map(str, p['cores'])) or '?'} cores; other processes used {other} of the machine "
                   f"during the runs (1-min load {load} at their start and end)."]
+    if report.get("failed"):
+        lines.append("Failed runs, not in the table: " + "; ".join(report["failed"]) + ".")
     if report["unfinished"]:
         lines.append(f"Unfinished runs, not in the table: {', '.join(report['unfinished'])}.")
     return "\n".join(lines) + "\n"

@@ -382,6 +382,8 @@ def train(problem: Problem, training: Training, folder: RunFolder | None = None,
     update = _update_step(opt)
     theta_dev = jax.numpy.asarray(theta)
     for k in range(start, training.steps):
+        if not np.all(np.isfinite(np.asarray(theta_dev))):
+            raise SolveError(f"training diverged at step {k}: θ is not finite (lower the learning rate)")
         _record_measurements(write, measurements, full, np.asarray(theta_dev), k, final=False)
         recording = k % training.record_every == 0 or k == training.steps - 1
         with clock:
@@ -415,6 +417,8 @@ def train(problem: Problem, training: Training, folder: RunFolder | None = None,
         if callback is not None:
             callback(k + 1, np.asarray(theta_dev))
     theta = np.asarray(theta_dev)
+    if not np.all(np.isfinite(theta)):
+        raise SolveError(f"training diverged at step {training.steps}: θ is not finite (lower the learning rate)")
     final = _record_measurements(write, measurements, full, theta, training.steps, final=True)
     wall, cpu = clock.totals()
     return {"theta": theta, "final": final, "records": written, "train_wall_s": wall, "train_cpu_s": cpu,
