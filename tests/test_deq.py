@@ -338,3 +338,37 @@ def test_digits_example_quick_mode_runs_and_resumes(tmp_path, capsys):
     stamps = [p.stat().st_mtime for p in runs]
     mod.main(["--quick", "--out", str(tmp_path)])  # resumes: finished runs are not redone
     assert [p.stat().st_mtime for p in runs] == stamps
+
+
+# ---- continuous DEQ: residual history and NFE --------------------------------------------------
+def _stiff_linear_theta(scale):
+    """A linear cell with df/dz ≈ −scale·I: dz/dt = f(z) − z is stiff enough that an explicit
+    pair sits at its stability limit, where the controller rejects many steps."""
+    rng = np.random.default_rng(0)
+    A = -scale * np.eye(D) + 0.3 * rng.standard_normal((D, D))
+    return np.concatenate([A.ravel(), rng.standard_normal(D * N), rng.standard_normal(D)])
+
+
+def _np_residual(th, z):
+    A, Bm, c = th[:9].reshape(3, 3), th[9:15].reshape(3, 2), th[15:]
+    return np.sqrt(np.mean((z @ A.T + X_LIN @ Bm.T + c - z) ** 2))
+
+
+def test_continuous_deq_history_holds_the_accepted_steps_without_gaps():
+    th = _stiff_linear_theta(3.0)
+    deq = ContinuousDEQ(lin_cell, P_LIN, dim=D, solver="bosh3", rtol=1e-6, atol=1e-7, max_steps=300)
+    sol = deq.solve(th, X_LIN, throw=False)
+    assert sol.steps > sol.accepted > 10  # a step was rejected (observed: 96 steps, 95 accepted)
+    assert sol.residuals.shape == (sol.accepted + 1,) and np.all(np.isfinite(sol.residuals))
+    # First and last entries: the residual at z₀ = 0 and at the returned state, recomputed in NumPy.
+    assert abs(sol.residuals[0] - _np_residual(th, np.zeros((B, D)))) < 1e-14
+    assert abs(sol.residuals[-1] - _np_residual(th, sol.z)) < 1e-12 * _np_residual(th, sol.z) + 1e-18
+
+
+def test_continuous_deq_nfe_with_dopri8_counts_thirteen_evaluations_a_step():
+    # Prince & Dormand's RK8(7)13M: 13 stages; Diffrax's 14th (first same as last) is the next
+    # step's first, so 13 new evaluations per attempted step, plus 2 for the initial step size
+    # and 1 for the residual at z₀.
+    th = _stiff_linear_theta(3.0)
+    sol = ContinuousDEQ(lin_cell, P_LIN, dim=D, solver="dopri8", rtol=1e-6, atol=1e-7, max_steps=300).solve(th, X_LIN)
+    assert sol.converged and sol.nfe == 3 + 13 * sol.steps

@@ -220,12 +220,16 @@ class EquilibriumSolution:
 
     Attributes:
         z: ``(B, d)`` the final state (the equilibrium if ``converged``).
-        residuals: ``(steps + 1,)`` the RMS residual ``rms(f(z_k) − z_k)`` per iterate.
+        residuals: ``(accepted + 1,)`` the RMS residual ``rms(f(z_k) − z_k)`` at z₀ and
+            after each accepted iteration (no gaps: a continuous DEQ's rejected steps
+            leave no entry).
         steps: iterations (accepted + rejected steps for a continuous DEQ).
         nfe: evaluations of the cell.
         converged: whether ``rms(f(z) − z) <= atol + tol · rms(z)``.
         target: the right-hand side ``atol + tol · rms(z)`` at ``z``.
         solver: the solver's name.
+        accepted: iterations that produced a new state (``steps`` for the iterative
+            solvers; accepted steps for a continuous DEQ).
     """
 
     z: np.ndarray
@@ -235,6 +239,7 @@ class EquilibriumSolution:
     converged: bool
     target: float
     solver: str
+    accepted: int
 
     def raise_if_failed(self):
         """Raise :class:`EquilibriumError` explaining the failure unless converged."""
@@ -469,9 +474,10 @@ class DEQ:
         theta = check_theta(theta, self.num_params)
         x = self.check_inputs(x)
         info = _solve_jit(self, to_device(theta), to_device(x))
-        z, hist, steps, nfe, conv, target = (np.asarray(a) for a in info)
-        steps = int(steps)
-        sol = EquilibriumSolution(z, hist[: steps + 1], steps, int(nfe), bool(conv), float(target), self.solver.name)
+        z, hist, steps, nfe, conv, target, accepted = (np.asarray(a) for a in info)
+        accepted = int(accepted)
+        sol = EquilibriumSolution(z, hist[: accepted + 1], int(steps), int(nfe), bool(conv), float(target),
+                                  self.solver.name, accepted)
         if (self.throw if throw is None else throw):
             sol.raise_if_failed()
         return sol
@@ -494,7 +500,7 @@ def _solve_jit(deq, theta, x):
     from pyodejl.solving.fixed_point import rms
 
     target = deq.atol + deq.tol * rms(info.z)
-    return info.z, info.residuals, info.steps, info.nfe, info.converged, target
+    return info.z, info.residuals, info.steps, info.nfe, info.converged, target, info.accepted
 
 
 class ContinuousDEQ(DEQ):
