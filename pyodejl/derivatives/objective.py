@@ -151,10 +151,13 @@ class Objective:
     def hessian_operator(self, theta, method=None, *, chunk_size=None) -> HessianOperator:
         """H(θ) as a :class:`HessianOperator` (a SciPy ``LinearOperator`` with ``matvecs``).
 
-        The linearisation point (for ODE losses, the step grid) is computed once.
+        The linearisation point (for ODE losses, the step grid) is computed once, and
+        so is the step of a finite-difference method.
         """
         theta = self.check_theta(theta)
         m = self._method(method)
+        if hasattr(m, "with_step_at"):  # finite differences: choose the step once, not per product
+            m = m.with_step_at(self, theta)
         chunk = self._chunk(chunk_size)
         if hasattr(self, "direct_function"):
             try:
