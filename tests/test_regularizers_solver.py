@@ -148,8 +148,23 @@ def test_stiffness_estimate_on_dopri8_uses_its_last_two_unit_stages():
     )
     sol = obj.solve(THETA)
     times = sol.grid.times[: sol.grid.num_steps + 1]
-    steps = np_steps(np_mlp(THETA), times, Y0, TABLEAUX["dopri8"].tableau)
-    a, b = pj.SOLVERS["dopri8"].unit_stages
+    tab = TABLEAUX["dopri8"].tableau
+    steps = np_steps(np_mlp(THETA), times, Y0, tab)
+    # The pair, stated independently: Prince & Dormand's RK8(7)13M has abscissae c₁…c₁₃ below
+    # (1-based, c₁ = 0), so its stages 12 and 13 sit at c = 1; Diffrax appends the first-same-as-last
+    # stage f(t₁, y₁) (its row of A equals b), also at c = 1. The last two (0-based) are 12 and 13.
+    published_c = [1 / 18, 1 / 12, 1 / 8, 5 / 16, 3 / 8, 59 / 400, 93 / 200, 5490023248 / 9719169821, 13 / 20,
+                   1201146811 / 1299019798, 1.0, 1.0]
+    assert np.allclose(np.asarray(tab.c)[:12], published_c, rtol=1e-15, atol=0) and tab.c[12] == 1.0
+    assert np.array_equal(np.asarray(tab.a_lower[12]), np.asarray(tab.b_sol)[:13]) and tab.b_sol[13] == 0
+    # Order conditions of the quadrature (bushy trees): Σ b c^(k−1) = 1/k, to order 8.
+    c_all, b = np.concatenate([[0.0], np.asarray(tab.c)]), np.asarray(tab.b_sol)
+    assert np.allclose([b @ c_all ** (k - 1) for k in range(1, 9)], 1 / np.arange(1, 9), rtol=0, atol=1e-14)
+    # The embedded 7th-order weights b − b_error: exact to order 7, not 8 (so it is the 8(7) pair).
+    emb = [(b - np.asarray(tab.b_error)) @ c_all ** (k - 1) - 1 / k for k in range(1, 9)]
+    assert np.allclose(emb[:7], 0, atol=1e-14) and abs(emb[7]) > 1e-5
+    a, b = 12, 13
+    assert pj.SOLVERS["dopri8"].unit_stages == (a, b)
     S = np.array([np_stiffness(s, a, b) for s in steps])
     assert obj.terms(THETA)["stiffness_estimate"] == pytest.approx(np.sum(S * np.diff(times)), rel=1e-8)
 
