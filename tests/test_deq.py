@@ -273,6 +273,33 @@ def test_spectral_radius_matches_dense_eigenvalues(mlp_problem):
     assert abs(jacobian_spectral_radius(deq, th_deq, x) - np.max(np.abs(np.linalg.eigvals(J)))) < 1e-10
 
 
+def test_spectral_radius_by_arpack_and_its_fallback_match_dense_eigenvalues(monkeypatch):
+    import scipy.sparse.linalg
+
+    from pyodejl.derivatives import equilibrium as eq
+
+    cell = MLPCell(22, N)  # a batch of 3 states of width 22: 66 unknowns, above the dense cut-off of 64
+    deq = DEQ(cell, solver="anderson", tol=1e-10, max_steps=200)
+    th = 1.5 * cell.init(2)  # scaled up so that ρ is far from 0
+    x = np.random.default_rng(6).standard_normal((3, N))
+    z = deq.solve(th, x).z
+    J = np.asarray(jax.jit(jax.jacfwd(lambda zz: cell(zz, jnp.asarray(x), jnp.asarray(th))))(jnp.asarray(z)))
+    rho = np.max(np.abs(np.linalg.eigvals(J.reshape(z.size, z.size))))
+    assert 0.1 < rho < 1
+    # ARPACK at tol 1e-6 (relative accuracy of the Ritz value): observed 2.7e-8 relative, asserted at 1e-6.
+    assert abs(jacobian_spectral_radius(deq, th, x) - rho) < 1e-6 * rho
+
+    # ARPACK giving up with only a small, non-dominant eigenvalue converged: the answer is the dense one.
+    def no_convergence(*args, **kwargs):
+        raise scipy.sparse.linalg.ArpackNoConvergence("forced", np.array([0.01 * rho]), np.zeros((z.size, 1)))
+
+    monkeypatch.setattr(scipy.sparse.linalg, "eigs", no_convergence)
+    assert abs(jacobian_spectral_radius(deq, th, x) - rho) < 1e-12
+    monkeypatch.setattr(eq, "DENSE_FALLBACK_MAX", 10)  # too large to solve densely: the estimate, flagged
+    with pytest.warns(RuntimeWarning, match="ARPACK did not converge"):
+        assert jacobian_spectral_radius(deq, th, x) == pytest.approx(0.01 * rho, rel=1e-15)
+
+
 @pytest.fixture(scope="module")
 def skip_reg_linear():
     deq = DEQ(lin_cell, P_LIN, dim=D, skip=SkipReg(weight=2.0), tol=1e-12, max_steps=100)
