@@ -209,3 +209,24 @@ def test_non_finite_state_raises_solve_error():
         obj.grad(theta)
     # the same solve with a 100x smaller field stays finite (1.6e60 at t = 2)
     assert np.all(np.isfinite(model.solve(theta / 100, ts, [1.0, 1.0]).ys))
+
+
+def test_integer_and_number_arguments_share_one_clear_check():
+    mlp = pj.MLP([2, 2])
+    with pytest.raises(TypeError, match=r"max_steps must be a positive integer, got None \(NoneType\)"):
+        pj.NeuralODE(mlp, max_steps=None)
+    with pytest.raises(ValueError, match="max_steps must be a positive integer, got 2.5"):
+        pj.NeuralODE(mlp, max_steps=2.5)
+    with pytest.raises(ValueError, match="augment_dim must be a non-negative integer, got True"):
+        pj.NeuralODE(mlp, augment_dim=True)
+    with pytest.raises(TypeError, match="rtol must be a positive number, got '1e-6'"):
+        pj.NeuralODE(mlp, rtol="1e-6")
+    with pytest.raises(ValueError, match="atol must be positive and finite, got nan"):
+        pj.NeuralODE(mlp, atol=float("nan"))
+    assert pj.NeuralODE(mlp, max_steps=1e4).max_steps == 10000  # an integral float is an integer
+    with pytest.raises(TypeError, match="max_steps must be a positive integer"):
+        pj.DEQ(pj.MLPCell(2, 2), max_steps="50")
+    with pytest.raises(ValueError, match="num_probes must be a positive integer, got 0"):
+        pj.JacobianRegularizer(num_probes=0)
+    with pytest.raises(ValueError, match="a regulariser weight must be non-negative and finite, got -1"):
+        pj.regularizers.KineticEnergy(-1)

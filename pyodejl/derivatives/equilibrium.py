@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import jit, to_device
+from pyodejl._validation import check_integer
 from pyodejl.derivatives.autodiff import value_and_grad
 from pyodejl.derivatives.objective import Objective
 from pyodejl.models.deq import DEQ, EquilibriumError, EquilibriumSolution
@@ -155,8 +156,7 @@ class Phantom:
     exact = False
 
     def __post_init__(self):
-        if isinstance(self.k, bool) or int(self.k) != self.k or self.k < 1:
-            raise ValueError(f"phantom k must be a positive integer, got {self.k!r}")
+        check_integer(self.k, "phantom k")
         if not 0 < self.damping <= 1:
             raise ValueError(f"phantom damping must be in (0, 1], got {self.damping!r}")
 
@@ -227,8 +227,7 @@ class JacobianRegularizer:
     def __post_init__(self):
         if not (np.isfinite(self.weight) and self.weight >= 0):
             raise ValueError(f"weight must be a non-negative number, got {self.weight!r}")
-        if isinstance(self.num_probes, bool) or int(self.num_probes) != self.num_probes or self.num_probes < 1:
-            raise ValueError(f"num_probes must be a positive integer, got {self.num_probes!r}")
+        check_integer(self.num_probes, "num_probes")
         if self.distribution not in ("gaussian", "rademacher"):
             raise ValueError(f"distribution must be 'gaussian' or 'rademacher', got {self.distribution!r}")
 
@@ -389,8 +388,7 @@ class EquilibriumLoss(Objective):
                  derivative="implicit", jacobian_regularizer: JacobianRegularizer | None = None):
         if not isinstance(deq, DEQ):
             raise TypeError(f"deq must be a pyodejl.DEQ or ContinuousDEQ, got {type(deq).__name__}")
-        if isinstance(num_extra_params, bool) or int(num_extra_params) != num_extra_params or num_extra_params < 0:
-            raise ValueError(f"num_extra_params must be a non-negative integer, got {num_extra_params!r}")
+        num_extra_params = check_integer(num_extra_params, "num_extra_params", minimum=0)
         if not callable(cost):
             raise TypeError("cost must be callable as cost(z_star, theta_extra[, data])")
         if jacobian_regularizer is not None and not isinstance(jacobian_regularizer, JacobianRegularizer):

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pyodejl._validation import check_number
+
 DEFAULT_STEPS = tuple(10.0 ** -k for k in range(1, 9))
 
 
@@ -72,8 +74,7 @@ class FiniteDifference:
     exact = False
 
     def __init__(self, h=None, candidates=DEFAULT_STEPS, sample=24, seed=0, batch=512):
-        if h is not None and not (np.isfinite(h) and h > 0):
-            raise ValueError(f"finite-difference step h must be positive, got {h!r}")
+        h = None if h is None else check_number(h, "finite-difference step h")
         self.h, self.candidates, self.sample, self.seed, self.batch = h, tuple(candidates), sample, seed, batch
 
     def _values(self, objective, thetas):
@@ -157,8 +158,7 @@ class FiniteDifferenceGradient:
     exact = False
 
     def __init__(self, h=None, gradient="discrete", candidates=DEFAULT_STEPS, sample=3, seed=0):
-        if h is not None and not (np.isfinite(h) and h > 0):
-            raise ValueError(f"finite-difference step h must be positive, got {h!r}")
+        h = None if h is None else check_number(h, "finite-difference step h")
         self.h, self.gradient, self.candidates, self.sample, self.seed = h, gradient, tuple(candidates), sample, seed
 
     def _diff(self, objective, theta, V, h):

@@ -12,7 +12,7 @@ import numpy as np
 
 from pyodejl._jit import jit, to_device
 from pyodejl._sharding import batch_placement, resolve_devices
-from pyodejl._validation import check_finite, check_initial_state, check_times
+from pyodejl._validation import check_finite, check_initial_state, check_integer, check_times
 from pyodejl.derivatives.objective import Objective
 from pyodejl.regularizers.base import TermInputs, check_terms, has_running_cost, term_noise
 from pyodejl.regularizers.running import RunningCostField
@@ -208,8 +208,7 @@ class ObservationLoss(Objective):
         if data is not None:
             for leaf in jax.tree_util.tree_leaves(data):
                 check_finite(np.asarray(leaf), "data")
-        if isinstance(num_extra_params, bool) or int(num_extra_params) != num_extra_params or num_extra_params < 0:
-            raise ValueError(f"num_extra_params must be a non-negative integer, got {num_extra_params!r}")
+        num_extra_params = check_integer(num_extra_params, "num_extra_params", minimum=0)
         self.num_params = model.num_params + int(num_extra_params)
         self.regularizers = check_terms(regularizers)
         for term in self.regularizers:

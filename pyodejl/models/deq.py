@@ -35,14 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import jit, to_device
+from pyodejl._validation import check_integer, check_number
 from pyodejl.models.mlp import activation_fn, layer_sizes
-from pyodejl.solving.fixed_point import (
-    FixedPointInfo,
-    SteadyState,
-    _check_positive_int,
-    _check_tolerances,
-    fixed_point_solver,
-)
+from pyodejl.solving.fixed_point import FixedPointInfo, SteadyState, fixed_point_solver
 from pyodejl.solving.integrate import SolveError
 
 
@@ -321,14 +316,11 @@ class DEQ:
             num_params = getattr(cell, "num_params", None)
             if num_params is None:
                 raise ValueError("a plain-function cell needs num_params (its parameter count)")
-        if isinstance(num_params, bool) or int(num_params) != num_params or num_params < 0:
-            raise ValueError(f"num_params must be a non-negative integer, got {num_params!r}")
         self.cell = cell
-        self.cell_params = int(num_params)
-        atol = tol if atol is None else atol
-        _check_tolerances(tol, atol)
-        self.tol, self.atol = float(tol), float(atol)
-        self.max_steps = _check_positive_int(max_steps, "max_steps")
+        self.cell_params = check_integer(num_params, "num_params", minimum=0)
+        self.tol = check_number(tol, "tol")
+        self.atol = check_number(tol if atol is None else atol, "atol")
+        self.max_steps = check_integer(max_steps, "max_steps")
         self.solver = fixed_point_solver(solver)
         if encoder is not None and not all(hasattr(encoder, a) for a in ("num_params", "apply")):
             raise TypeError("encoder needs num_params and apply(x, theta), e.g. pyodejl.models.deq.Dense")
@@ -336,13 +328,11 @@ class DEQ:
             raise TypeError(f"skip must be None, Skip(predictor) or SkipReg(), got {skip!r}")
         self.encoder, self.skip = encoder, skip
         self.throw = bool(throw)
-        lt = min(self.tol, self.atol) * 1e-2 if linear_tol is None else linear_tol
-        _check_tolerances(lt, lt)
-        self.linear_tol = max(float(lt), 1e-14)
+        lt = min(self.tol, self.atol) * 1e-2 if linear_tol is None else check_number(linear_tol, "linear_tol")
+        self.linear_tol = max(lt, 1e-14)
         cell_dim = getattr(cell, "dim", None)
-        self._dim = int(dim if dim is not None else cell_dim) if (dim is not None or cell_dim is not None) else None
-        if self._dim is not None and self._dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        self._dim = None if dim is None and cell_dim is None else check_integer(
+            dim if dim is not None else cell_dim, "dim")
 
     # ---- identity (DEQs are static arguments of compiled functions) --------
     def _key(self):

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pyodejl._validation import check_integer, check_number
 from pyodejl.models.mlp import activation_fn
 
 __all__ = ["ResNet", "ResNetVectorField"]
@@ -37,20 +38,6 @@ __all__ = ["ResNet", "ResNetVectorField"]
 _BOUNDARY_SLACK = 1e-6
 
 
-def _check_int(value, name, lo):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
-
-
-def _check_T(T):
-    try:
-        T = float(T)
-    except (TypeError, ValueError):
-        raise TypeError(f"T must be a positive number, got {T!r}") from None
-    if not (math.isfinite(T) and T > 0):
-        raise ValueError(f"T must be positive and finite, got {T}")
-    return T
 
 
 def _check_theta(theta, p):
@@ -112,11 +99,11 @@ class ResNetVectorField(eqx.Module):
     T: float = eqx.field(static=True)
 
     def __init__(self, width: int, depth: int, activation: str = "tanh", T: float = 1.0):
-        self.width = _check_int(width, "width", 1)
-        self.depth = _check_int(depth, "depth", 1)
+        self.width = check_integer(width, "width")
+        self.depth = check_integer(depth, "depth")
         activation_fn(activation)
         self.activation = activation
-        self.T = _check_T(T)
+        self.T = check_number(T, "T")
 
     @property
     def num_params(self) -> int:
@@ -183,13 +170,13 @@ class ResNet(eqx.Module):
     T: float = eqx.field(static=True)
 
     def __init__(self, in_dim: int, width: int, depth: int, out_dim: int, activation: str = "tanh", T: float = 1.0):
-        self.in_dim = _check_int(in_dim, "in_dim", 1)
-        self.width = _check_int(width, "width", 1)
-        self.depth = _check_int(depth, "depth", 1)
-        self.out_dim = _check_int(out_dim, "out_dim", 1)
+        self.in_dim = check_integer(in_dim, "in_dim")
+        self.width = check_integer(width, "width")
+        self.depth = check_integer(depth, "depth")
+        self.out_dim = check_integer(out_dim, "out_dim")
         activation_fn(activation)
         self.activation = activation
-        self.T = _check_T(T)
+        self.T = check_number(T, "T")
 
     # ---- parameters ---------------------------------------------------------
     @property

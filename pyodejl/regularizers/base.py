@@ -37,11 +37,12 @@ compiled code. **A new term is one class** (in a module of this package)
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from pyodejl._validation import check_number
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,7 @@ class TermInputs:
 
 
 def check_weight(weight) -> float:
-    try:
-        w = float(weight)
-    except (TypeError, ValueError):
-        raise TypeError(f"a regulariser weight must be a number, got {weight!r}") from None
-    if not (math.isfinite(w) and w >= 0):
-        raise ValueError(f"a regulariser weight must be finite and >= 0, got {weight!r}")
-    return w
+    return check_number(weight, "a regulariser weight", allow_zero=True)
 
 
 class Regularizer:

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pyodejl._validation import check_integer
 from pyodejl.regularizers.base import Regularizer, has_running_cost, noise_dim
 
 
@@ -89,9 +90,7 @@ class JacobianFrobenius(_RunningTerm):
 
     def __init__(self, weight: float = 1.0, seed: int = 0):
         super().__init__(weight)
-        if isinstance(seed, bool) or int(seed) != seed or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = check_integer(seed, "seed", minimum=0)
 
     def __repr__(self):
         return f"JacobianFrobenius(weight={self.weight}, seed={self.seed})"

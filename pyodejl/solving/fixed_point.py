@@ -48,6 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pyodejl._validation import check_integer, check_number
+
 
 class FixedPointInfo(NamedTuple):
     """The outcome of one equilibrium solve (a pytree of arrays).
@@ -74,18 +76,6 @@ class FixedPointInfo(NamedTuple):
 
 def rms(x):
     return jnp.sqrt(jnp.mean(jnp.square(x)))
-
-
-def _check_tolerances(rtol, atol):
-    for name, v in (("tol", rtol), ("atol", atol)):
-        if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
-            raise ValueError(f"{name} must be a positive number, got {v!r}")
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _check_damping(beta):
@@ -194,7 +184,7 @@ class Anderson(_IterativeSolver):
     resets = True
 
     def __init__(self, m: int = 5, damping: float = 1.0, regularization: float = 1e-10):
-        self.m = _check_positive_int(m, "m")
+        self.m = check_integer(m, "m")
         self.damping = _check_damping(damping)
         self.regularization = float(regularization)
 
@@ -278,7 +268,7 @@ class LBroyden(_IterativeSolver):
     resets = True
 
     def __init__(self, m: int = 10):
-        self.m = _check_positive_int(m, "m")
+        self.m = check_integer(m, "m")
 
     def _init(self, z, fz):
         n = z.size
@@ -319,10 +309,9 @@ class NewtonKrylov(_IterativeSolver):
     evals_per_step = 2
 
     def __init__(self, krylov_rtol: float = 1e-8, restart: int = 20, krylov_max_steps: int = 200):
-        _check_tolerances(krylov_rtol, krylov_rtol)
-        self.krylov_rtol = float(krylov_rtol)
-        self.restart = _check_positive_int(restart, "restart")
-        self.krylov_max_steps = _check_positive_int(krylov_max_steps, "krylov_max_steps")
+        self.krylov_rtol = check_number(krylov_rtol, "krylov_rtol")
+        self.restart = check_integer(restart, "restart")
+        self.krylov_max_steps = check_integer(krylov_max_steps, "krylov_max_steps")
 
     def _newton(self):
         import lineax as lx
