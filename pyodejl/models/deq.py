@@ -25,7 +25,6 @@ phantom, unrolled) live in :mod:`pyodejl.derivatives.equilibrium`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,23 +35,13 @@ import numpy as np
 
 from pyodejl._jit import jit, to_device
 from pyodejl._validation import check_integer, check_number
-from pyodejl.models.mlp import activation_fn, layer_sizes
+from pyodejl.models.mlp import activation_fn, layer_sizes, linear_layers_init
 from pyodejl.solving.fixed_point import FixedPointInfo, SteadyState, fixed_point_solver
 from pyodejl.solving.integrate import SolveError
 
 
 class EquilibriumError(SolveError):
     """An equilibrium solve did not converge (its message has the residual history)."""
-
-
-def _layers_init(shapes, seed):
-    rng = np.random.default_rng(seed)
-    parts = []
-    for n_out, n_in in shapes:
-        bound = 1.0 / math.sqrt(n_in)
-        parts.append(rng.uniform(-bound, bound, size=n_out * n_in))
-        parts.append(rng.uniform(-bound, bound, size=n_out))
-    return np.concatenate(parts).astype(np.float64)
 
 
 def _layers_apply(shapes, theta, h, sigma, last_activation):
@@ -104,7 +93,7 @@ class Dense:
 
     def init(self, seed: int = 0) -> np.ndarray:
         """PyTorch's default ``nn.Linear`` initialisation, U(±1/√fan_in), from ``seed``."""
-        return _layers_init(self._shapes(), seed)
+        return linear_layers_init(np.random.default_rng(seed), self._shapes())
 
     def apply(self, x, theta):
         """``x``: ``(..., sizes[0])`` → ``(..., sizes[-1])``."""

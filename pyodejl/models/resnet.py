@@ -19,15 +19,13 @@ The seed writes ``Wₙ = W(tₙ)``, ``tₙ = nh``; explicit Euler evaluates the 
 
 from __future__ import annotations
 
-import math
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._validation import check_integer, check_number
-from pyodejl.models.mlp import activation_fn
+from pyodejl.models.mlp import activation_fn, linear_layers_init
 
 __all__ = ["ResNet", "ResNetVectorField"]
 
@@ -66,16 +64,6 @@ def _check_inputs(x, dim, name="inputs"):
             raise ValueError(f"{name} contains NaN or inf")
         x = jnp.asarray(x)
     return x
-
-
-def _uniform_layers(rng, shapes):
-    # PyTorch's nn.Linear default: weights and biases ~ U(±1/√fan_in).
-    parts = []
-    for n_out, n_in in shapes:
-        bound = 1.0 / math.sqrt(n_in)
-        parts.append(rng.uniform(-bound, bound, size=n_out * n_in))
-        parts.append(rng.uniform(-bound, bound, size=n_out))
-    return np.concatenate(parts).astype(np.float64)
 
 
 class ResNetVectorField(eqx.Module):
@@ -121,7 +109,7 @@ class ResNetVectorField(eqx.Module):
     def init(self, seed: int = 0) -> np.ndarray:
         """PyTorch's default ``nn.Linear`` initialisation of the residual layers."""
         rng = np.random.default_rng(seed)
-        return _uniform_layers(rng, [(self.width, self.width)] * self.depth)
+        return linear_layers_init(rng, [(self.width, self.width)] * self.depth)
 
     def unflatten(self, theta):
         """θ ``(num_params,)`` → ``(Ws (depth, width, width), bs (depth, width))``."""
@@ -210,7 +198,7 @@ class ResNet(eqx.Module):
         """
         rng = np.random.default_rng(seed)
         shapes = [(self.width, self.in_dim)] + [(self.width, self.width)] * self.depth + [(self.out_dim, self.width)]
-        return _uniform_layers(rng, shapes)
+        return linear_layers_init(rng, shapes)
 
     def split(self, theta):
         """θ → ``(theta_in, theta_vf, theta_out)``: input layer, :attr:`vector_field` θ, output layer."""
