@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -100,3 +102,33 @@ def check_number(value, name, *, allow_zero: bool = False) -> float:
     if not (np.isfinite(v) and (v >= 0 if allow_zero else v > 0)):
         raise ValueError(f"{name} must be {expected} and finite, got {value!r}")
     return v
+
+
+def check_traced_theta(theta, p):
+    """θ ``(p,)`` as a JAX array; a JAX tracer (inside ``jit``/``grad``) is only shape-checked."""
+    if isinstance(theta, jax.core.Tracer):
+        if theta.shape != (p,):
+            raise ValueError(f"theta must have shape ({p},), got {theta.shape}")
+        return theta
+    arr = np.asarray(theta, dtype=np.float64)
+    if arr.shape != (p,):
+        raise ValueError(f"theta must have shape ({p},), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("theta contains NaN or inf")
+    return jnp.asarray(arr)
+
+
+def check_traced_inputs(x, dim, name="inputs"):
+    """Inputs ``(dim,)`` or ``(B, dim)`` as a JAX array; a JAX tracer is only shape-checked."""
+    if isinstance(x, jax.core.Tracer):
+        shape = x.shape
+    else:
+        x = np.asarray(x, dtype=np.float64)
+        shape = x.shape
+    if len(shape) not in (1, 2) or shape[-1] != dim:
+        raise ValueError(f"{name} must have shape ({dim},) or (B, {dim}), got {tuple(shape)}")
+    if not isinstance(x, jax.core.Tracer):
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{name} contains NaN or inf")
+        x = jnp.asarray(x)
+    return x

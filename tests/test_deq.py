@@ -316,6 +316,43 @@ def test_skip_reg_penalty_and_initial_state(skip_reg_linear):
     assert abs(loss.value(th) - expected) < 1e-10
 
 
+def test_deq_weights_are_data_that_follow_schedules_without_recompiling(skip_reg_linear):
+    from pyodejl.regularizers.schedules import ExponentialDecay, weights_at
+
+    deq, _, th = skip_reg_linear
+    traces = [0]
+
+    def counted_cost(z, extra):  # runs in Python only while JAX traces the loss
+        traces[0] += 1
+        return lin_cost(z, extra)
+
+    jac = JacobianRegularizer(weight=0.5, num_probes=2, seed=0)
+    loss = EquilibriumLoss(deq, X_LIN, counted_cost, jacobian_regularizer=jac)
+    assert loss.weights == {"skip": 2.0, "jacobian": 0.5}
+    g = {}
+    for w in ((2.0, 0.5), (0.0, 0.0), (1.0, 0.0), (0.0, 1.0)):
+        loss.set_weights({"skip": w[0], "jacobian": w[1]})
+        g[w] = loss.grad(th)
+        if w == (0.0, 0.0):
+            compiled = traces[0]
+    assert traces[0] == compiled  # new weights: no new trace, so no recompilation
+    # L = data + w_s·S + w_j·J is linear in the weights: the gradients must be too.
+    g_s, g_j = g[(1.0, 0.0)] - g[(0.0, 0.0)], g[(0.0, 1.0)] - g[(0.0, 0.0)]
+    assert np.abs(g_s).max() > 1e-3 and np.abs(g_j).max() > 1e-3
+    assert rel(g[(2.0, 0.5)], g[(0.0, 0.0)] + 2.0 * g_s + 0.5 * g_j) < 1e-9
+    # The data term alone is the closed-form loss's gradient.
+    assert rel(g[(0.0, 0.0)], closed_form_grad(jnp.asarray(th))) < 1e-10
+    # Schedules, as for the ODE regularisers (λ(k) = 2·exp(−k·log(2/0.2)/10) at k = 5).
+    loss.set_weights(weights_at({"skip": ExponentialDecay(2.0, 0.2, steps=10)}, 5))
+    assert loss.weights["skip"] == pytest.approx(2.0 * np.exp(-5 * np.log(10.0) / 10), rel=1e-14)
+    with pytest.raises(ValueError, match=r"no term named 'jac'.*\['skip', 'jacobian'\]"):
+        loss.set_weights({"jac": 1.0})
+    with pytest.raises(ValueError, match="non-negative"):
+        loss.set_weights({"skip": -1.0})
+    # The weight is not part of the model's identity: DEQs differing only in it share compilations.
+    assert DEQ(lin_cell, P_LIN, dim=D, skip=SkipReg(weight=3.0)) == DEQ(lin_cell, P_LIN, dim=D, skip=SkipReg())
+
+
 @pytest.mark.slow
 def test_skip_reg_gradient_matches_unrolled(skip_reg_linear):
     deq, loss, th = skip_reg_linear

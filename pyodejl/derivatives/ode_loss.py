@@ -251,16 +251,10 @@ class ObservationLoss(Objective):
         Weights are data of the compiled loss, so a training loop can follow a
         schedule (:mod:`pyodejl.regularizers.schedules`) without recompiling.
         """
-        from pyodejl.regularizers.base import check_weight
+        from pyodejl.regularizers.base import updated_weights
 
-        if not isinstance(weights, dict):
-            raise TypeError(f"weights must be a dict {{term name: weight}}, got {type(weights).__name__}")
         names = [t.name for t in self.regularizers]
-        current = np.asarray(self.data[1], dtype=np.float64).copy()
-        for name, w in weights.items():
-            if name not in names:
-                raise ValueError(f"this objective has no term named {name!r}; its terms are {names}")
-            current[names.index(name)] = check_weight(w)
+        current = updated_weights(names, np.asarray(self.data[1]), weights)
         self.data = (self.data[0], to_device(current)) + tuple(self.data[2:])
 
     @property

@@ -26,7 +26,7 @@ phantom, unrolled) live in :mod:`pyodejl.derivatives.equilibrium`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -151,17 +151,19 @@ class Skip:
     Args:
         predictor: an explicit network with ``num_params``, ``init(seed)`` and
             ``apply(x̃, φ) -> (B, d)`` (e.g. :class:`Dense`).
-        weight: λ_skip (default 0.01, the seed's).
+        weight: λ_skip (default 0.01, the seed's): the initial weight of the loss's
+            ``"skip"`` term. It is data of the compiled loss, not part of the model's
+            identity (two Skips differing only in weight are equal), so
+            :meth:`pyodejl.EquilibriumLoss.set_weights` changes it without recompiling.
     """
 
     predictor: Any
-    weight: float = 0.01
+    weight: float = field(default=0.01, compare=False)
 
     def __post_init__(self):
         if not all(hasattr(self.predictor, a) for a in ("num_params", "apply")):
             raise TypeError("Skip's predictor needs num_params and apply(x, phi), e.g. pyodejl.models.deq.Dense")
-        if not (np.isfinite(self.weight) and self.weight >= 0):
-            raise ValueError(f"skip weight must be a non-negative number, got {self.weight!r}")
+        object.__setattr__(self, "weight", check_number(self.weight, "skip weight", allow_zero=True))
 
     @property
     def num_params(self) -> int:
@@ -171,8 +173,9 @@ class Skip:
         return self.predictor.apply(xe, th_skip)
 
     def penalty(self, deq, th_cell, th_skip, z, xe):
+        """The unweighted penalty ``mean|f(z*, x̃) − g_φ(x̃)|`` (the loss applies the weight)."""
         fz = deq.f(th_cell, z, xe)
-        return self.weight * jnp.mean(jnp.abs(fz - self.predictor.apply(xe, th_skip)))
+        return jnp.mean(jnp.abs(fz - self.predictor.apply(xe, th_skip)))
 
 
 @dataclass(frozen=True)
@@ -180,13 +183,16 @@ class SkipReg:
     """Skip-Reg DEQ (seed 004 ch. 4 §3): ``z₀ = f(0, x̃)``, penalty ``weight · mean|f(z*, x̃) − f(0, x̃)|``.
 
     No parameters of its own: the cell's first step is the predictor.
+
+    Args:
+        weight: λ_skip (default 0.01): the initial weight of the loss's ``"skip"``
+            term; data, not identity, as for :class:`Skip`.
     """
 
-    weight: float = 0.01
+    weight: float = field(default=0.01, compare=False)
 
     def __post_init__(self):
-        if not (np.isfinite(self.weight) and self.weight >= 0):
-            raise ValueError(f"skip weight must be a non-negative number, got {self.weight!r}")
+        object.__setattr__(self, "weight", check_number(self.weight, "skip weight", allow_zero=True))
 
     num_params = 0
 
@@ -194,8 +200,9 @@ class SkipReg:
         return deq.f(th_cell, jnp.zeros(xe.shape[:-1] + (deq.dim,), xe.dtype), xe)
 
     def penalty(self, deq, th_cell, th_skip, z, xe):
+        """The unweighted penalty ``mean|f(z*, x̃) − f(0, x̃)|`` (the loss applies the weight)."""
         f0 = deq.f(th_cell, jnp.zeros_like(z), xe)
-        return self.weight * jnp.mean(jnp.abs(deq.f(th_cell, z, xe) - f0))
+        return jnp.mean(jnp.abs(deq.f(th_cell, z, xe) - f0))
 
 
 @dataclass(frozen=True)

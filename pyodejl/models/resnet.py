@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pyodejl._validation import check_integer, check_number
+from pyodejl._validation import check_integer, check_number, check_traced_inputs, check_traced_theta
 from pyodejl.models.mlp import activation_fn, linear_layers_init
 
 __all__ = ["ResNet", "ResNetVectorField"]
@@ -34,36 +34,6 @@ __all__ = ["ResNet", "ResNetVectorField"]
 # them on layer n+1. It moves every boundary left by 1e-6 of a layer's width, which
 # no other time a solver uses comes near.
 _BOUNDARY_SLACK = 1e-6
-
-
-
-
-def _check_theta(theta, p):
-    if isinstance(theta, jax.core.Tracer):
-        if theta.shape != (p,):
-            raise ValueError(f"theta must have shape ({p},), got {theta.shape}")
-        return theta
-    arr = np.asarray(theta, dtype=np.float64)
-    if arr.shape != (p,):
-        raise ValueError(f"theta must have shape ({p},), got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("theta contains NaN or inf")
-    return jnp.asarray(arr)
-
-
-def _check_inputs(x, dim, name="inputs"):
-    if isinstance(x, jax.core.Tracer):
-        shape = x.shape
-    else:
-        x = np.asarray(x, dtype=np.float64)
-        shape = x.shape
-    if len(shape) not in (1, 2) or shape[-1] != dim:
-        raise ValueError(f"{name} must have shape ({dim},) or (B, {dim}), got {tuple(shape)}")
-    if not isinstance(x, jax.core.Tracer):
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"{name} contains NaN or inf")
-        x = jnp.asarray(x)
-    return x
 
 
 class ResNetVectorField(eqx.Module):
@@ -245,8 +215,8 @@ class ResNet(eqx.Module):
         Returns:
             ``(depth + 1, B, width)`` (or ``(depth + 1, width)``).
         """
-        theta = _check_theta(theta, self.num_params)
-        inputs = _check_inputs(inputs, self.in_dim)
+        theta = check_traced_theta(theta, self.num_params)
+        inputs = check_traced_inputs(inputs, self.in_dim)
         t_in, t_vf, _ = self.split(theta)
         return self._states(t_in, t_vf, inputs)
 
@@ -274,7 +244,7 @@ class ResNet(eqx.Module):
         Returns:
             ``(B, out_dim)`` (or ``(out_dim,)``).
         """
-        theta = _check_theta(theta, self.num_params)
-        inputs = _check_inputs(inputs, self.in_dim)
+        theta = check_traced_theta(theta, self.num_params)
+        inputs = check_traced_inputs(inputs, self.in_dim)
         t_in, t_vf, t_out = self.split(theta)
         return self.readout(t_out, self._states(t_in, t_vf, inputs, keep=False))

@@ -84,6 +84,23 @@ def check_weight(weight) -> float:
     return check_number(weight, "a regulariser weight", allow_zero=True)
 
 
+def updated_weights(names, current, weights: dict) -> np.ndarray:
+    """``current`` weights (one per name in ``names``) with ``weights`` ``{name: w}`` applied.
+
+    The one rule of every objective's ``set_weights``: a dict, known names only
+    (an unknown one is an error listing the known ones), each weight checked.
+    """
+    if not isinstance(weights, dict):
+        raise TypeError(f"weights must be a dict {{term name: weight}}, got {type(weights).__name__}")
+    names = list(names)
+    out = np.array(current, dtype=np.float64)
+    for name, w in weights.items():
+        if name not in names:
+            raise ValueError(f"this objective has no term named {name!r}; its terms are {names}")
+        out[names.index(name)] = check_weight(w)
+    return out
+
+
 class Regularizer:
     """Base class of the built-in terms (see the module docstring for the protocol).
 

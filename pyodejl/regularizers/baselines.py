@@ -27,7 +27,7 @@ import numpy as np
 from jax.experimental.jet import jet
 
 from pyodejl._validation import check_integer
-from pyodejl.regularizers.running import _RunningTerm
+from pyodejl.regularizers.running import RunningTerm
 
 
 def taylor_derivatives(f, t, y, order: int, f0=None):
@@ -56,7 +56,7 @@ def taylor_derivatives(f, t, y, order: int, f0=None):
     return d
 
 
-class TaylorDerivative(_RunningTerm):
+class TaylorDerivative(RunningTerm):
     """TayNODE: R_K = mean over trajectories of ∫ ‖dᴷy/dtᴷ‖² dt (Kelly et al. 2020).
 
     dᴷy/dtᴷ is the K-th total derivative along the flow (for y' = Ay it is

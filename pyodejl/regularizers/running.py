@@ -27,12 +27,15 @@ from pyodejl._validation import check_integer
 from pyodejl.regularizers.base import Regularizer, has_running_cost, noise_dim
 
 
-class _RunningTerm(Regularizer):
+class RunningTerm(Regularizer):
+    """Base of the running-cost terms: R = mean over trajectories of the integral the solve
+    accumulated for the term (``inputs.running``)."""
+
     def value(self, inputs):
         return jnp.mean(inputs.running)
 
 
-class RunningCost(_RunningTerm):
+class RunningCost(RunningTerm):
     """R = mean over trajectories of ∫ g(t, y; θ_vf) dt, for any pure JAX ``g``.
 
     Args:
@@ -56,7 +59,7 @@ class RunningCost(_RunningTerm):
         return self.fn(t, y, theta_vf)
 
 
-class KineticEnergy(_RunningTerm):
+class KineticEnergy(RunningTerm):
     """R = mean over trajectories of ∫ ‖f(t, y; θ)‖² dt (RNODE's kinetic energy).
 
     Finlay, Jacobsen, Nurbekyan & Oberman (2020), *How to train your neural
@@ -72,7 +75,7 @@ class KineticEnergy(_RunningTerm):
         return jnp.sum(f * f)
 
 
-class JacobianFrobenius(_RunningTerm):
+class JacobianFrobenius(RunningTerm):
     """R = mean over trajectories of ∫ ‖εᵀ ∂f/∂y‖² dt, ε ~ N(0, I) fixed per trajectory.
 
     Hutchinson's estimator of ∫ ‖∂f/∂y‖²_F dt (unbiased over ε), RNODE's
