@@ -128,6 +128,43 @@ def test_finite_differences_choose_their_step_once_per_hessian():
         assert np.abs(H_op - H_ref).max() < 1e-6 * np.abs(H_ref).max(), method
 
 
+_FLOAT32_SCRIPT = """
+import json, warnings
+warnings.simplefilter("error", UserWarning)  # e.g. JAX truncating an int64 it cannot make
+import jax, numpy as np, pyodejl as pj
+model = pj.NeuralODE(pj.MLP([2, 3, 2], "tanh"), rtol=1e-5, atol=1e-7)
+ts = np.linspace(0, 1, 5)
+loss = pj.TrajectoryLoss(model, ts, [1.0, 0.0], np.stack([np.cos(ts), -np.sin(ts)], 1))
+th = model.init(0)
+ys, g = model.solve(th, ts, [1.0, 0.0]).ys, loss.grad(th)
+print(json.dumps({"x64": jax.config.jax_enable_x64, "dtypes": [str(ys.dtype), str(np.asarray(g).dtype)],
+                  "value": loss.value(th), "grad": np.asarray(g, dtype=float).tolist()}))
+"""
+
+
+def test_float32_opt_out_solves_and_differentiates_in_single_precision():
+    """PYODEJL_NO_X64=1 leaves JAX in 32-bit mode: a fresh process solves and differentiates in
+    float32, and agrees with this (float64) process to the solves' tolerance: rtol 1e-5 on
+    possibly different step grids, plus float32 round-off ~1e-7 (observed 4e-8; bound 1e-4)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYODEJL_NO_X64": "1", "JAX_ENABLE_X64": "0"}
+    out = subprocess.run([sys.executable, "-c", _FLOAT32_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["x64"] is False and res["dtypes"] == ["float32", "float32"]
+    model = pj.NeuralODE(pj.MLP([2, 3, 2], "tanh"), rtol=1e-5, atol=1e-7)
+    ts = np.linspace(0, 1, 5)
+    loss = pj.TrajectoryLoss(model, ts, [1.0, 0.0], np.stack([np.cos(ts), -np.sin(ts)], 1))
+    th = model.init(0)
+    assert res["value"] == pytest.approx(loss.value(th), rel=1e-4)
+    g = loss.grad(th)
+    assert np.abs(np.array(res["grad"]) - g).max() < 1e-4 * np.abs(g).max()
+
+
 # ---- bad input ------------------------------------------------------------------
 
 
