@@ -499,13 +499,20 @@ class ContinuousDEQ(DEQ):
     ``rms(dz/dt) <= atol + rtol · rms(z)``; :meth:`solve` reports the steps and NFE.
 
     Args:
-        cell, num_params, dim, encoder, skip, throw, linear_tol: as :class:`DEQ`.
+        cell: ``cell(z, x, theta) -> z``, as :class:`DEQ`.
+        num_params: the cell's parameter count, as :class:`DEQ`.
+        dim: state width d, as :class:`DEQ`.
         solver: explicit Runge–Kutta pair (default ``"tsit5"``; also ``"dopri5"``,
-            ``"bosh3"``, ``"dopri8"``).
+            ``"bosh3"``, ``"dopri8"``); its evaluations per step come from
+            :data:`pyodejl.SOLVERS`.
         rtol: relative tolerance of the steps and of the steady-state test (default 1e-3;
             the seed uses 0.005).
         atol: absolute tolerance (default ``rtol``).
-        max_steps: step cap (default 1000).
+        max_steps: step cap, accepted and rejected steps together (default 1000).
+        encoder: optional explicit layer applied to x once, as :class:`DEQ`.
+        skip: ``None``, :class:`Skip` or :class:`SkipReg`, as :class:`DEQ`.
+        throw: raise on a non-converged solve (default True), as :class:`DEQ`.
+        linear_tol: tolerance of the implicit-differentiation solves, as :class:`DEQ`.
     """
 
     def __init__(self, cell, num_params=None, *, dim=None, solver="tsit5", rtol: float = 1e-3, atol=None,
