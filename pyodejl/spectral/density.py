@@ -49,8 +49,6 @@ from scipy.linalg import eigh as _eigh
 from scipy.linalg import eigvalsh as _eigvalsh
 from scipy.special import ndtr
 
-from pyodejl._validation import check_integer
-
 from ._operator import as_operator, check_rng_seed
 from .eigen import eigenvalues
 
@@ -216,6 +214,11 @@ def _lanczos_bounds(A, rng, steps, distribution):
     return lo - pad, hi + pad
 
 
+def _check_positive_int(name, v):
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"{name} must be a positive int, got {v!r}")
+
+
 def density(op, num_steps: int = 50, num_probes: int = 10, seed=None, *,
             method: str = "slq", distribution: str = "rademacher",
             num_deflate: int = 10, deflate_which: str = "largest",
@@ -279,7 +282,7 @@ def density(op, num_steps: int = 50, num_probes: int = 10, seed=None, *,
     A = as_operator(op, check_symmetric=check_symmetric, seed=rng)
     p = A.dim
     for name, v in (("num_steps", num_steps), ("num_probes", num_probes)):
-        check_integer(v, name)
+        _check_positive_int(name, v)
     m, n = int(num_steps), int(num_probes)
     if method == "slq":
         if num_steps > p:
@@ -297,7 +300,7 @@ def density(op, num_steps: int = 50, num_probes: int = 10, seed=None, *,
 
 def _deflated_slq(A, m, n, rng, distribution, k, which, tol):
     p = A.dim
-    check_integer(k, "num_deflate")
+    _check_positive_int("num_deflate", k)
     if k >= p:
         raise ValueError(f"num_deflate must satisfy 1 <= num_deflate < p = {p}, got {k}")
     if m > p - k:
@@ -327,7 +330,7 @@ def _deflated_slq(A, m, n, rng, distribution, k, which, tol):
 def _kpm(A, m, n, rng, distribution, bounds, bound_steps, num_nodes):
     p = A.dim
     if bounds is None:
-        check_integer(bound_steps, "bound_steps")
+        _check_positive_int("bound_steps", bound_steps)
         lo, hi = _lanczos_bounds(A, rng, min(int(bound_steps), p), distribution)
     else:
         try:

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pyodejl._validation import check_integer
-
 from ._lowrank import leave_one_out_directions
 from ._operator import as_operator, check_rng_seed
 from .trace import _probes
@@ -100,7 +98,9 @@ def diagonal(op, num_matvecs: int = 100, method: str = "xdiag", seed=None, *,
     if distribution not in ("rademacher", "gaussian"):
         raise ValueError("distribution must be 'rademacher' or 'gaussian', got "
                          f"{distribution!r}")
-    num_matvecs = check_integer(num_matvecs, "num_matvecs")
+    if not isinstance(num_matvecs, (int, np.integer)) or isinstance(num_matvecs, bool) \
+            or num_matvecs < 1:
+        raise ValueError(f"num_matvecs must be a positive int, got {num_matvecs!r}")
     if method == "xdiag" and num_matvecs < 4:
         raise ValueError(f"xdiag needs num_matvecs >= 4 (two products per test vector, at "
                          f"least 2 test vectors), got {num_matvecs}")

@@ -9,8 +9,6 @@ import numpy as np
 from scipy.linalg import eigh as _eigh
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
-from pyodejl._validation import check_number
-
 from ._operator import as_operator, check_rng_seed
 from .lanczos import thick_restart_lanczos
 from .power import power_iteration
@@ -165,7 +163,8 @@ def eigenvalues(op, k: int = 1, which: str = "largest", method: str = "lanczos",
         raise ValueError(f"k must satisfy 1 <= k < p = {p}; got k = {k}")
     if which == "both" and k < 2:
         raise ValueError("which='both' needs k >= 2 (ceil(k/2) largest and k//2 smallest)")
-    tol = check_number(tol, "tol")
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a positive finite number, got {tol}")
 
     history: list = []
     if method == "lanczos":

@@ -24,8 +24,6 @@ import numpy as np
 from scipy.linalg import eigh as _eigh
 from scipy.linalg import eigvalsh as _eigvalsh
 
-from pyodejl._validation import check_integer
-
 from ._operator import as_operator, check_rng_seed
 
 __all__ = ["SketchResult", "sketch"]
@@ -92,7 +90,8 @@ def sketch(op, d: int = 50, seed=None, refine_steps: int = 0, *,
     p = A.dim
     if not isinstance(d, (int, np.integer)) or not 1 <= d <= p:
         raise ValueError(f"d must be an int with 1 <= d <= p = {p}, got {d!r}")
-    refine_steps = check_integer(refine_steps, "refine_steps", minimum=0)
+    if not isinstance(refine_steps, (int, np.integer)) or refine_steps < 0:
+        raise ValueError(f"refine_steps must be a non-negative int, got {refine_steps!r}")
     S = rng.choice(np.array([-1.0, 1.0]), size=(p, d)) / np.sqrt(d)
     AS = A.matmat(S)
     M = S.T @ AS

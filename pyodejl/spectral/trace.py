@@ -59,8 +59,6 @@ from scipy.linalg import cholesky as _cholesky
 from scipy.linalg import eigvalsh as _eigvalsh
 from scipy.linalg.lapack import dtrtri as _dtrtri
 
-from pyodejl._validation import check_integer
-
 from ._lowrank import leave_one_out_directions, sphere_probes
 from ._operator import as_operator, check_rng_seed
 
@@ -328,7 +326,9 @@ def trace(op, num_matvecs: int = 100, method: str = "hutch++", seed=None, *,
         distribution = "sphere" if method in ("xtrace", "xnystrace") else "rademacher"
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
-    num_matvecs = check_integer(num_matvecs, "num_matvecs")
+    if not isinstance(num_matvecs, (int, np.integer)) or isinstance(num_matvecs, bool) \
+            or num_matvecs < 1:
+        raise ValueError(f"num_matvecs must be a positive int, got {num_matvecs!r}")
     adaptive = epsilon is not None or epsilon_abs is not None
     if adaptive and method != "hutchinson":
         raise ValueError("the adaptive Chebyshev mode (epsilon/epsilon_abs) is for "
