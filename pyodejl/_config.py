@@ -3,8 +3,10 @@
 pyodejl is a precision tool, so JAX's 64-bit mode is switched on at import
 (``jax.config.update("jax_enable_x64", True)``). Every array the library returns
 is float64. Set the environment variable ``PYODEJL_NO_X64=1`` before importing
-to leave JAX's setting untouched (not recommended: derivative checks in the
-test suite assume float64 round-off).
+to leave JAX's setting untouched: JAX then computes in float32 (solves, gradients
+and products come back as float32 where the device computes them). Tested end to
+end (``tests/test_engine_api.py``); not recommended for second-order work, whose
+derivative checks assume float64 round-off.
 """
 
 import os

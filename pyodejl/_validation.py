@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -66,7 +68,67 @@ def check_initial_state(y0, dim, name="y0"):
     return check_finite(arr, name)
 
 
-def check_positive_int(value, name):
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def check_integer(value, name, minimum: int = 1) -> int:
+    """``value`` as an ``int`` ≥ ``minimum`` (default 1): the one integer check of the package.
+
+    Python and NumPy integers, and floats with an integral value (``1e4``), are accepted.
+    Raises ``TypeError`` for a non-number (``None``, a string) and ``ValueError`` for a
+    bool, a fraction, a non-finite value or one below ``minimum``; both name the
+    argument and what was expected.
+    """
+    expected = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+    if not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be {expected}, got {value!r} ({type(value).__name__})")
+    if isinstance(value, bool) or not (np.isfinite(value) and float(value).is_integer() and value >= minimum):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
     return int(value)
+
+
+def check_number(value, name, *, allow_zero: bool = False) -> float:
+    """``value`` as a finite ``float`` > 0 (≥ 0 with ``allow_zero``): the one number check.
+
+    Raises ``TypeError`` for a non-number (``None``, a string) and ``ValueError`` for a
+    bool, NaN, inf or a value out of range, naming the argument and what was expected.
+    """
+    expected = "non-negative" if allow_zero else "positive"
+    if isinstance(value, (str, bytes)):  # float("1e-6") would accept a string
+        raise TypeError(f"{name} must be a {expected} number, got {value!r} ({type(value).__name__})")
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a {expected} number, got {value!r}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a {expected} number, got {value!r} ({type(value).__name__})") from None
+    if not (np.isfinite(v) and (v >= 0 if allow_zero else v > 0)):
+        raise ValueError(f"{name} must be {expected} and finite, got {value!r}")
+    return v
+
+
+def check_traced_theta(theta, p):
+    """θ ``(p,)`` as a JAX array; a JAX tracer (inside ``jit``/``grad``) is only shape-checked."""
+    if isinstance(theta, jax.core.Tracer):
+        if theta.shape != (p,):
+            raise ValueError(f"theta must have shape ({p},), got {theta.shape}")
+        return theta
+    arr = np.asarray(theta, dtype=np.float64)
+    if arr.shape != (p,):
+        raise ValueError(f"theta must have shape ({p},), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("theta contains NaN or inf")
+    return jnp.asarray(arr)
+
+
+def check_traced_inputs(x, dim, name="inputs"):
+    """Inputs ``(dim,)`` or ``(B, dim)`` as a JAX array; a JAX tracer is only shape-checked."""
+    if isinstance(x, jax.core.Tracer):
+        shape = x.shape
+    else:
+        x = np.asarray(x, dtype=np.float64)
+        shape = x.shape
+    if len(shape) not in (1, 2) or shape[-1] != dim:
+        raise ValueError(f"{name} must have shape ({dim},) or (B, {dim}), got {tuple(shape)}")
+    if not isinstance(x, jax.core.Tracer):
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{name} contains NaN or inf")
+        x = jnp.asarray(x)
+    return x

@@ -105,6 +105,26 @@ def test_implicit_hvp_matches_unrolled_hvp_on_the_linear_cell(linear):
     assert rel(loss.hvp(th, v), unrolled.hvp(th, v)) < 1e-11  # observed ~1e-15, as above
 
 
+def test_nonlinear_cell_hvp_and_hessian_match_ad_through_the_unrolled_iteration():
+    """A tanh cell, so f_zz and f_θθ are non-zero (the linear cell's are zero). Reference:
+    jax.hessian of the loss through 80 plain fixed-point iterations written here (not the
+    library's Unrolled): at ρ(∂f/∂z) ≈ 0.23 the iterate and its first and second derivatives
+    converge like ρᵏ, to round-off after ~25 steps. The implicit side solves to 1e-12 (GMRES
+    tighter); observed agreement 1e-12, asserted at 1e-9. The full Hessian is the block of
+    implicit HVPs H·I (one compiled product)."""
+    cell = MLPCell(D, N)
+    th = 0.6 * cell.init(5)
+
+    def unrolled_loss(t):
+        z = jax.lax.fori_loop(0, 80, lambda _, z: cell(z, jnp.asarray(X_LIN), t), jnp.zeros((B, D)))
+        return lin_cost(z, None)
+
+    H_ref = np.asarray(jax.jit(jax.hessian(unrolled_loss))(jnp.asarray(th)))
+    deq = DEQ(cell, solver="anderson", tol=1e-12, max_steps=100)
+    loss = EquilibriumLoss(deq, X_LIN, lin_cost)
+    assert rel(loss.hessian(th), H_ref) < 1e-9
+
+
 @pytest.mark.slow
 def test_linear_cell_hessian_by_the_independent_methods(linear):
     deq, loss, th = linear
@@ -253,6 +273,33 @@ def test_spectral_radius_matches_dense_eigenvalues(mlp_problem):
     assert abs(jacobian_spectral_radius(deq, th_deq, x) - np.max(np.abs(np.linalg.eigvals(J)))) < 1e-10
 
 
+def test_spectral_radius_by_arpack_and_its_fallback_match_dense_eigenvalues(monkeypatch):
+    import scipy.sparse.linalg
+
+    from pyodejl.derivatives import equilibrium as eq
+
+    cell = MLPCell(22, N)  # a batch of 3 states of width 22: 66 unknowns, above the dense cut-off of 64
+    deq = DEQ(cell, solver="anderson", tol=1e-10, max_steps=200)
+    th = 1.5 * cell.init(2)  # scaled up so that ρ is far from 0
+    x = np.random.default_rng(6).standard_normal((3, N))
+    z = deq.solve(th, x).z
+    J = np.asarray(jax.jit(jax.jacfwd(lambda zz: cell(zz, jnp.asarray(x), jnp.asarray(th))))(jnp.asarray(z)))
+    rho = np.max(np.abs(np.linalg.eigvals(J.reshape(z.size, z.size))))
+    assert 0.1 < rho < 1
+    # ARPACK at tol 1e-6 (relative accuracy of the Ritz value): observed 2.7e-8 relative, asserted at 1e-6.
+    assert abs(jacobian_spectral_radius(deq, th, x) - rho) < 1e-6 * rho
+
+    # ARPACK giving up with only a small, non-dominant eigenvalue converged: the answer is the dense one.
+    def no_convergence(*args, **kwargs):
+        raise scipy.sparse.linalg.ArpackNoConvergence("forced", np.array([0.01 * rho]), np.zeros((z.size, 1)))
+
+    monkeypatch.setattr(scipy.sparse.linalg, "eigs", no_convergence)
+    assert abs(jacobian_spectral_radius(deq, th, x) - rho) < 1e-12
+    monkeypatch.setattr(eq, "DENSE_FALLBACK_MAX", 10)  # too large to solve densely: the estimate, flagged
+    with pytest.warns(RuntimeWarning, match="ARPACK did not converge"):
+        assert jacobian_spectral_radius(deq, th, x) == pytest.approx(0.01 * rho, rel=1e-15)
+
+
 @pytest.fixture(scope="module")
 def skip_reg_linear():
     deq = DEQ(lin_cell, P_LIN, dim=D, skip=SkipReg(weight=2.0), tol=1e-12, max_steps=100)
@@ -267,6 +314,43 @@ def test_skip_reg_penalty_and_initial_state(skip_reg_linear):
     z = np.linalg.solve(np.eye(3) - A, (X_LIN @ Bm.T + c).T).T  # the closed-form equilibrium
     expected = float(closed_form_value(th)) + 2.0 * np.mean(np.abs(np.asarray(lin_cell(z, X_LIN, th)) - np.asarray(z0)))
     assert abs(loss.value(th) - expected) < 1e-10
+
+
+def test_deq_weights_are_data_that_follow_schedules_without_recompiling(skip_reg_linear):
+    from pyodejl.regularizers.schedules import ExponentialDecay, weights_at
+
+    deq, _, th = skip_reg_linear
+    traces = [0]
+
+    def counted_cost(z, extra):  # runs in Python only while JAX traces the loss
+        traces[0] += 1
+        return lin_cost(z, extra)
+
+    jac = JacobianRegularizer(weight=0.5, num_probes=2, seed=0)
+    loss = EquilibriumLoss(deq, X_LIN, counted_cost, jacobian_regularizer=jac)
+    assert loss.weights == {"skip": 2.0, "jacobian": 0.5}
+    g = {}
+    for w in ((2.0, 0.5), (0.0, 0.0), (1.0, 0.0), (0.0, 1.0)):
+        loss.set_weights({"skip": w[0], "jacobian": w[1]})
+        g[w] = loss.grad(th)
+        if w == (0.0, 0.0):
+            compiled = traces[0]
+    assert traces[0] == compiled  # new weights: no new trace, so no recompilation
+    # L = data + w_s·S + w_j·J is linear in the weights: the gradients must be too.
+    g_s, g_j = g[(1.0, 0.0)] - g[(0.0, 0.0)], g[(0.0, 1.0)] - g[(0.0, 0.0)]
+    assert np.abs(g_s).max() > 1e-3 and np.abs(g_j).max() > 1e-3
+    assert rel(g[(2.0, 0.5)], g[(0.0, 0.0)] + 2.0 * g_s + 0.5 * g_j) < 1e-9
+    # The data term alone is the closed-form loss's gradient.
+    assert rel(g[(0.0, 0.0)], closed_form_grad(jnp.asarray(th))) < 1e-10
+    # Schedules, as for the ODE regularisers (λ(k) = 2·exp(−k·log(2/0.2)/10) at k = 5).
+    loss.set_weights(weights_at({"skip": ExponentialDecay(2.0, 0.2, steps=10)}, 5))
+    assert loss.weights["skip"] == pytest.approx(2.0 * np.exp(-5 * np.log(10.0) / 10), rel=1e-14)
+    with pytest.raises(ValueError, match=r"no term named 'jac'.*\['skip', 'jacobian'\]"):
+        loss.set_weights({"jac": 1.0})
+    with pytest.raises(ValueError, match="non-negative"):
+        loss.set_weights({"skip": -1.0})
+    # The weight is not part of the model's identity: DEQs differing only in it share compilations.
+    assert DEQ(lin_cell, P_LIN, dim=D, skip=SkipReg(weight=3.0)) == DEQ(lin_cell, P_LIN, dim=D, skip=SkipReg())
 
 
 @pytest.mark.slow
@@ -318,3 +402,37 @@ def test_bad_input_is_rejected_with_clear_errors():
         DEQ(lin_cell)
     with pytest.raises(ValueError, match="implicit"):
         EquilibriumLoss(deq, X_LIN, lin_cost).grad(th, method="backprop")
+
+
+# ---- continuous DEQ: residual history and NFE --------------------------------------------------
+def _stiff_linear_theta(scale):
+    """A linear cell with df/dz ≈ −scale·I: dz/dt = f(z) − z is stiff enough that an explicit
+    pair sits at its stability limit, where the controller rejects many steps."""
+    rng = np.random.default_rng(0)
+    A = -scale * np.eye(D) + 0.3 * rng.standard_normal((D, D))
+    return np.concatenate([A.ravel(), rng.standard_normal(D * N), rng.standard_normal(D)])
+
+
+def _np_residual(th, z):
+    A, Bm, c = th[:9].reshape(3, 3), th[9:15].reshape(3, 2), th[15:]
+    return np.sqrt(np.mean((z @ A.T + X_LIN @ Bm.T + c - z) ** 2))
+
+
+def test_continuous_deq_history_holds_the_accepted_steps_without_gaps():
+    th = _stiff_linear_theta(3.0)
+    deq = ContinuousDEQ(lin_cell, P_LIN, dim=D, solver="bosh3", rtol=1e-6, atol=1e-7, max_steps=300)
+    sol = deq.solve(th, X_LIN, throw=False)
+    assert sol.steps > sol.accepted > 10  # a step was rejected (observed: 96 steps, 95 accepted)
+    assert sol.residuals.shape == (sol.accepted + 1,) and np.all(np.isfinite(sol.residuals))
+    # First and last entries: the residual at z₀ = 0 and at the returned state, recomputed in NumPy.
+    assert abs(sol.residuals[0] - _np_residual(th, np.zeros((B, D)))) < 1e-14
+    assert abs(sol.residuals[-1] - _np_residual(th, sol.z)) < 1e-12 * _np_residual(th, sol.z) + 1e-18
+
+
+def test_continuous_deq_nfe_with_dopri8_counts_thirteen_evaluations_a_step():
+    # Prince & Dormand's RK8(7)13M: 13 stages; Diffrax's 14th (first same as last) is the next
+    # step's first, so 13 new evaluations per attempted step, plus 2 for the initial step size
+    # and 1 for the residual at z₀.
+    th = _stiff_linear_theta(3.0)
+    sol = ContinuousDEQ(lin_cell, P_LIN, dim=D, solver="dopri8", rtol=1e-6, atol=1e-7, max_steps=300).solve(th, X_LIN)
+    assert sol.converged and sol.nfe == 3 + 13 * sol.steps

@@ -96,6 +96,75 @@ def test_method_objects_are_values():
     assert np.abs(H_fd - H).max() < 1e-3 * np.abs(H).max()
 
 
+def _quartic(theta, c):
+    # L(θ) = Σ c_i θ_i⁴ + (Σ θ)³: closed-form Hessian 12 diag(c θ²) + 6 (Σ θ) 11ᵀ
+    return jnp.sum(c * theta**4) + jnp.sum(theta) ** 3
+
+
+def test_finite_differences_choose_their_step_once_per_hessian():
+    p = 5
+    c = np.linspace(0.5, 1.5, p)
+    theta = np.linspace(-0.8, 0.6, p)
+    H_ref = 12 * np.diag(c * theta**2) + 6 * theta.sum() * np.ones((p, p))
+    obj = pj.FunctionObjective(_quartic, p, (jnp.asarray(c),))
+    calls = {"values": 0, "grad": 0}
+    values, grad = obj.values, obj.grad
+    obj.values = lambda *a, **k: calls.__setitem__("values", calls["values"] + 1) or values(*a, **k)
+    obj.grad = lambda *a, **k: calls.__setitem__("grad", calls["grad"] + 1) or grad(*a, **k)
+    ladder = len(pj.FiniteDifference().candidates)
+    # fd: a block of k products is one ladder (one batch of loss values per candidate step) plus one
+    # batch per column; before, the ladder ran again for every column.
+    HV = obj.hvp(theta, np.eye(p), method="fd")
+    assert calls["values"] == ladder + p
+    # Quartic: the four-point rule's truncation is O(h²)·|L⁽⁴⁾| (observed ~1e-8 at the chosen h).
+    assert np.abs(HV - H_ref).max() < 1e-6 * np.abs(H_ref).max()
+    # An operator applied column by column (as Lanczos does) also searches once.
+    for method, counter, per_column in (("fd", "values", 1), ("fd-grad", "grad", 2)):
+        calls[counter] = 0
+        op = obj.hessian_operator(theta, method=method)
+        H_op = np.stack([op @ e for e in np.eye(p)], axis=1)
+        search = ladder if method == "fd" else 2 * ladder * pj.FiniteDifferenceGradient().sample
+        assert calls[counter] == search + per_column * p, method
+        assert np.abs(H_op - H_ref).max() < 1e-6 * np.abs(H_ref).max(), method
+
+
+_FLOAT32_SCRIPT = """
+import json, warnings
+warnings.simplefilter("error", UserWarning)  # e.g. JAX truncating an int64 it cannot make
+import jax, numpy as np, pyodejl as pj
+model = pj.NeuralODE(pj.MLP([2, 3, 2], "tanh"), rtol=1e-5, atol=1e-7)
+ts = np.linspace(0, 1, 5)
+loss = pj.TrajectoryLoss(model, ts, [1.0, 0.0], np.stack([np.cos(ts), -np.sin(ts)], 1))
+th = model.init(0)
+ys, g = model.solve(th, ts, [1.0, 0.0]).ys, loss.grad(th)
+print(json.dumps({"x64": jax.config.jax_enable_x64, "dtypes": [str(ys.dtype), str(np.asarray(g).dtype)],
+                  "value": loss.value(th), "grad": np.asarray(g, dtype=float).tolist()}))
+"""
+
+
+def test_float32_opt_out_solves_and_differentiates_in_single_precision():
+    """PYODEJL_NO_X64=1 leaves JAX in 32-bit mode: a fresh process solves and differentiates in
+    float32, and agrees with this (float64) process to the solves' tolerance: rtol 1e-5 on
+    possibly different step grids, plus float32 round-off ~1e-7 (observed 4e-8; bound 1e-4)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYODEJL_NO_X64": "1", "JAX_ENABLE_X64": "0"}
+    out = subprocess.run([sys.executable, "-c", _FLOAT32_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["x64"] is False and res["dtypes"] == ["float32", "float32"]
+    model = pj.NeuralODE(pj.MLP([2, 3, 2], "tanh"), rtol=1e-5, atol=1e-7)
+    ts = np.linspace(0, 1, 5)
+    loss = pj.TrajectoryLoss(model, ts, [1.0, 0.0], np.stack([np.cos(ts), -np.sin(ts)], 1))
+    th = model.init(0)
+    assert res["value"] == pytest.approx(loss.value(th), rel=1e-4)
+    g = loss.grad(th)
+    assert np.abs(np.array(res["grad"]) - g).max() < 1e-4 * np.abs(g).max()
+
+
 # ---- bad input ------------------------------------------------------------------
 
 
@@ -177,3 +246,24 @@ def test_non_finite_state_raises_solve_error():
         obj.grad(theta)
     # the same solve with a 100x smaller field stays finite (1.6e60 at t = 2)
     assert np.all(np.isfinite(model.solve(theta / 100, ts, [1.0, 1.0]).ys))
+
+
+def test_integer_and_number_arguments_share_one_clear_check():
+    mlp = pj.MLP([2, 2])
+    with pytest.raises(TypeError, match=r"max_steps must be a positive integer, got None \(NoneType\)"):
+        pj.NeuralODE(mlp, max_steps=None)
+    with pytest.raises(ValueError, match="max_steps must be a positive integer, got 2.5"):
+        pj.NeuralODE(mlp, max_steps=2.5)
+    with pytest.raises(ValueError, match="augment_dim must be a non-negative integer, got True"):
+        pj.NeuralODE(mlp, augment_dim=True)
+    with pytest.raises(TypeError, match="rtol must be a positive number, got '1e-6'"):
+        pj.NeuralODE(mlp, rtol="1e-6")
+    with pytest.raises(ValueError, match="atol must be positive and finite, got nan"):
+        pj.NeuralODE(mlp, atol=float("nan"))
+    assert pj.NeuralODE(mlp, max_steps=1e4).max_steps == 10000  # an integral float is an integer
+    with pytest.raises(TypeError, match="max_steps must be a positive integer"):
+        pj.DEQ(pj.MLPCell(2, 2), max_steps="50")
+    with pytest.raises(ValueError, match="num_probes must be a positive integer, got 0"):
+        pj.JacobianRegularizer(num_probes=0)
+    with pytest.raises(ValueError, match="a regulariser weight must be non-negative and finite, got -1"):
+        pj.regularizers.KineticEnergy(-1)

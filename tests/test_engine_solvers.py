@@ -407,6 +407,38 @@ def test_seminorm_adjoints_match_exact_solution(method):
     assert err < SEMINORM_BOUNDS[method.name], (method, err)
 
 
+def test_seminorm_takes_fewer_backward_steps_where_the_parameter_integral_drives_the_steps():
+    """Kidger, Chen & Lyons (2021): with p = 322 parameters and large sensitivities (θ three
+    times PyTorch's scale), the p entries of ∫ f_θᵀλ dominate the RMS error of the backward
+    state, so the full norm takes more backward steps than the seminorm, which controls the
+    error of (y, λ) only. Vector-field evaluations are counted by a host callback; the forward
+    solve is the same for both, so any difference is in the backward solve (observed 303 vs
+    279 evaluations for backsolve, 303 vs 273 interpolating). Both gradients stay within the
+    solves' tolerance of each other (rtol 1e-8: observed ~1e-9, asserted at 1e-6)."""
+    calls = [0]
+    mlp = pj.MLP([2, 64, 2], "tanh")
+
+    def counted(t, y, th):
+        jax.debug.callback(lambda: calls.__setitem__(0, calls[0] + 1))
+        return mlp(t, y, th)
+
+    model = pj.NeuralODE(pj.VectorField(counted, num_params=mlp.num_params), rtol=1e-8, atol=1e-10)
+    ts = np.linspace(0.0, 1.0, 3)
+    obj = pj.TrajectoryLoss(model, ts, np.array([[1.0, 0.5]]), np.zeros((1, 3, 2)))
+    theta = 3.0 * mlp.init(0)
+
+    def evaluations_and_gradient(method):
+        calls[0] = 0  # the callback runs when the compiled code runs, not while tracing
+        g = obj.grad(theta, method=method)
+        return calls[0], g
+
+    for cls in (pj.Backsolve, pj.Interpolating):
+        n_full, g_full = evaluations_and_gradient(cls())
+        n_semi, g_semi = evaluations_and_gradient(cls(seminorm=True))
+        assert n_semi < n_full, (cls.__name__, n_semi, n_full)
+        assert rel(g_semi, g_full) < 1e-6, cls.__name__
+
+
 def test_interpolating_dense_budget_gives_the_same_gradient_and_falls_back(monkeypatch):
     """The dense interpolant sized from the steps taken changes nothing but the buffer:
     the same steps, so the same gradient to round-off; a budget too small for Diffrax's

@@ -192,7 +192,7 @@ def test_clock_keeps_compilation_out():
 
 
 def test_training_settings_are_checked():
-    with pytest.raises(ValueError, match="lr must be a positive"):
+    with pytest.raises(ValueError, match="lr must be positive"):
         Training(steps=3, lr=-1.0)
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
         Training(steps=3, lr=0.1, optimizer="lbfgs")

@@ -148,8 +148,23 @@ def test_stiffness_estimate_on_dopri8_uses_its_last_two_unit_stages():
     )
     sol = obj.solve(THETA)
     times = sol.grid.times[: sol.grid.num_steps + 1]
-    steps = np_steps(np_mlp(THETA), times, Y0, TABLEAUX["dopri8"].tableau)
-    a, b = pj.SOLVERS["dopri8"].unit_stages
+    tab = TABLEAUX["dopri8"].tableau
+    steps = np_steps(np_mlp(THETA), times, Y0, tab)
+    # The pair, stated independently: Prince & Dormand's RK8(7)13M has abscissae c₁…c₁₃ below
+    # (1-based, c₁ = 0), so its stages 12 and 13 sit at c = 1; Diffrax appends the first-same-as-last
+    # stage f(t₁, y₁) (its row of A equals b), also at c = 1. The last two (0-based) are 12 and 13.
+    published_c = [1 / 18, 1 / 12, 1 / 8, 5 / 16, 3 / 8, 59 / 400, 93 / 200, 5490023248 / 9719169821, 13 / 20,
+                   1201146811 / 1299019798, 1.0, 1.0]
+    assert np.allclose(np.asarray(tab.c)[:12], published_c, rtol=1e-15, atol=0) and tab.c[12] == 1.0
+    assert np.array_equal(np.asarray(tab.a_lower[12]), np.asarray(tab.b_sol)[:13]) and tab.b_sol[13] == 0
+    # Order conditions of the quadrature (bushy trees): Σ b c^(k−1) = 1/k, to order 8.
+    c_all, b = np.concatenate([[0.0], np.asarray(tab.c)]), np.asarray(tab.b_sol)
+    assert np.allclose([b @ c_all ** (k - 1) for k in range(1, 9)], 1 / np.arange(1, 9), rtol=0, atol=1e-14)
+    # The embedded 7th-order weights b − b_error: exact to order 7, not 8 (so it is the 8(7) pair).
+    emb = [(b - np.asarray(tab.b_error)) @ c_all ** (k - 1) - 1 / k for k in range(1, 9)]
+    assert np.allclose(emb[:7], 0, atol=1e-14) and abs(emb[7]) > 1e-5
+    a, b = 12, 13
+    assert pj.SOLVERS["dopri8"].unit_stages == (a, b)
     S = np.array([np_stiffness(s, a, b) for s in steps])
     assert obj.terms(THETA)["stiffness_estimate"] == pytest.approx(np.sum(S * np.diff(times)), rel=1e-8)
 
@@ -190,7 +205,10 @@ def test_global_hessian_products_agree_where_the_grid_is_locally_fixed():
         "fd-grad": pj.FiniteDifferenceGradient(h=1e-5),  # inside the flat region of its h ladder
     }
     Hv = {m: obj.hvp(THETA, V, method=meth) for m, meth in methods.items()}
-    assert rel(Hv["fd-grad"], Hv["direct-direct"]) < 4e-6  # observed 4.3e-7 (direct-adjoint: slow test)
+    assert rel(Hv["fd-grad"], Hv["direct-direct"]) < 4e-6  # observed 4.3e-7
+    # The full Hessian by forward-over-reverse, projected on V: same discretisation as the
+    # forward-over-forward products, so round-off amplified by S_j's ratio (observed 3.5e-11).
+    assert rel(obj.hessian(THETA, method="direct-adjoint") @ V, Hv["direct-direct"]) < 4e-10
     for m in ("backsolve", "interpolating", "forward"):
         with pytest.raises(NotImplementedError, match="per-step record"):
             obj.grad(THETA, method=m)
@@ -390,6 +408,22 @@ def test_local_term_gradients_agree_across_discrete_and_continuous_adjoints():
         assert rel(g[m] - gp[m], g["discrete"] - gp["discrete"]) < 2e-8, m
 
 
+def test_local_terms_hvps_by_the_continuous_second_order_adjoints():
+    """The fast case of the test below: one product by each continuous second-order adjoint
+    against direct-direct on the same locally frozen grid. Discrete vs continuous differ by
+    the solvers' error (observed 1.8e-9; bound 3e-8, as below)."""
+    obj = _frozen_grid_objective(
+        [
+            R.LocalErrorEstimate(10.0, sampling="biased", seed=2),
+            R.LocalStiffnessEstimate(0.1, sampling="biased", seed=5),
+        ]
+    )
+    v = np.random.default_rng(1).standard_normal(len(THETA))
+    ref = obj.hvp(THETA, v, method="direct-direct")
+    for method in ("adjoint-direct", "adjoint-adjoint"):
+        assert rel(obj.hvp(THETA, v, method=method), ref) < 3e-8, method
+
+
 @pytest.mark.slow
 def test_local_terms_hessians_agree_across_all_seven_methods():
     """Local terms read only observed states: every Hessian method applies, the
@@ -468,6 +502,22 @@ def test_taylor_derivative_is_differentiated_by_discrete_and_continuous_adjoints
     g = {m: obj.grad(th, method=m) for m in ("discrete", "backsolve")}
     assert rel(g["discrete"], plain.grad(th)) > 1e-3
     assert rel(g["backsolve"], g["discrete"]) < 3e-9
+
+
+def test_taylor_derivative_under_the_continuous_adjoints_on_a_linear_ode():
+    """The fast case of the test above, on y' = Ay (θ = A): R_2 = ∫‖A² y‖² is quartic in θ, so
+    its gradient and Hessian are non-trivial. Discrete vs continuous differ by the solvers' error
+    at rtol 1e-9: gradient by backsolve observed 2.3e-9 (bound 3e-8), HVP by the second-order
+    adjoint observed 6.6e-9 (bound 1e-7)."""
+    model = pj.NeuralODE(pj.VectorField(_linear_field, num_params=4), rtol=1e-9, atol=1e-11)
+    targets = targets_for(TS)
+    obj = pj.TrajectoryLoss(model, TS, Y0, targets, regularizers=[R.TaylorDerivative(0.1, order=2)])
+    th = A_LIN.ravel()
+    g = obj.grad(th)
+    assert rel(g, pj.TrajectoryLoss(model, TS, Y0, targets).grad(th)) > 1e-1  # the term contributes
+    assert rel(obj.grad(th, method="backsolve"), g) < 3e-8
+    v = np.random.default_rng(1).standard_normal(len(th))
+    assert rel(obj.hvp(th, v, method="adjoint-adjoint"), obj.hvp(th, v, method="direct-direct")) < 1e-7
 
 
 def test_random_end_time_draws_steer_times():

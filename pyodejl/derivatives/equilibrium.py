@@ -34,7 +34,7 @@ The Hessian methods refuse the inexact ones (their "Hessian" is not the loss's).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import jit, to_device
+from pyodejl._validation import check_integer, check_number
 from pyodejl.derivatives.autodiff import value_and_grad
 from pyodejl.derivatives.objective import Objective
 from pyodejl.models.deq import DEQ, EquilibriumError, EquilibriumSolution
@@ -155,8 +156,7 @@ class Phantom:
     exact = False
 
     def __post_init__(self):
-        if isinstance(self.k, bool) or int(self.k) != self.k or self.k < 1:
-            raise ValueError(f"phantom k must be a positive integer, got {self.k!r}")
+        check_integer(self.k, "phantom k")
         if not 0 < self.damping <= 1:
             raise ValueError(f"phantom damping must be in (0, 1], got {self.damping!r}")
 
@@ -212,23 +212,23 @@ class JacobianRegularizer:
     the derivatives of z* (implicit) and the second derivatives of f.
 
     Args:
-        weight: γ (the seed's λ_jac = 1.0).
+        weight: γ (the seed's λ_jac = 1.0): the initial weight of the loss's
+            ``"jacobian"`` term, data of the compiled loss (changed by
+            :meth:`EquilibriumLoss.set_weights` without recompiling).
         num_probes: probes per evaluation (default 1).
         seed: seed of the probes (fixed per loss object, so the loss is a
             deterministic function of θ).
         distribution: ``"gaussian"`` (default) or ``"rademacher"``.
     """
 
-    weight: float = 1.0
+    weight: float = field(default=1.0, compare=False)
     num_probes: int = 1
     seed: int = 0
     distribution: str = "gaussian"
 
     def __post_init__(self):
-        if not (np.isfinite(self.weight) and self.weight >= 0):
-            raise ValueError(f"weight must be a non-negative number, got {self.weight!r}")
-        if isinstance(self.num_probes, bool) or int(self.num_probes) != self.num_probes or self.num_probes < 1:
-            raise ValueError(f"num_probes must be a positive integer, got {self.num_probes!r}")
+        object.__setattr__(self, "weight", check_number(self.weight, "jacobian regulariser weight", allow_zero=True))
+        check_integer(self.num_probes, "num_probes")
         if self.distribution not in ("gaussian", "rademacher"):
             raise ValueError(f"distribution must be 'gaussian' or 'rademacher', got {self.distribution!r}")
 
@@ -261,7 +261,20 @@ def jacobian_spectral_radius(deq: DEQ, theta, x, tol: float = 1e-6, maxiter: int
     ch. 3 §4.1). The batch's Jacobian is applied matrix-free (Jacobian-vector
     products) to ARPACK's implicitly restarted Arnoldi (``scipy.sparse.linalg.eigs``);
     small systems (≤ 64 unknowns) use a dense eigensolve. If ARPACK has not converged
-    after ``maxiter`` restarts the largest converged estimate is returned (NaN if none).
+    after ``maxiter`` restarts (clustered or complex dominant eigenvalues), a system of
+    at most ``DENSE_FALLBACK_MAX`` (4096) unknowns is solved densely instead (its
+    Jacobian from n Jacobian-vector products); a larger one returns the largest
+    converged estimate with a warning (NaN if none converged).
+
+    Args:
+        deq: the model.
+        theta: ``(deq.num_params,)``.
+        x: ``(B, n)`` inputs.
+        tol: ARPACK's relative accuracy (default 1e-6).
+        maxiter: ARPACK's restart limit (default 300).
+
+    Returns:
+        ρ as a float.
     """
     from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
 
@@ -269,20 +282,36 @@ def jacobian_spectral_radius(deq: DEQ, theta, x, tol: float = 1e-6, maxiter: int
     theta_j, x_j, z_j = to_device(np.asarray(theta)), to_device(deq.check_inputs(x)), to_device(sol.z)
     shape = sol.z.shape
     n = int(np.prod(shape))
-    if n <= 64:
+
+    def dense():
         J = np.asarray(_jacobian_jit(deq, theta_j, x_j, z_j)).reshape(n, n)
         return float(np.max(np.abs(np.linalg.eigvals(J))))
+
+    if n <= 64:
+        return dense()
+
     def matvec(v):
         return np.asarray(_jvp_jit(deq, theta_j, x_j, z_j, to_device(np.asarray(v).reshape(shape)))).ravel()
 
     op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
     try:
         vals = eigs(op, k=1, which="LM", tol=tol, return_eigenvectors=False, v0=np.ones(n), maxiter=maxiter)
-    except ArpackNoConvergence as e:  # clustered or complex dominant eigenvalues: report what is known
+    except ArpackNoConvergence as e:
+        # A converged eigenvalue need not be the dominant one: solve densely where affordable.
+        if n <= DENSE_FALLBACK_MAX:
+            return dense()
         if len(e.eigenvalues) == 0:
             return float("nan")
+        import warnings
+
+        warnings.warn(f"ARPACK did not converge in {maxiter} restarts on {n} unknowns; the spectral radius is the "
+                      "largest converged estimate and may miss the dominant eigenvalue", RuntimeWarning, stacklevel=2)
         vals = e.eigenvalues
     return float(np.max(np.abs(vals)))
+
+
+DENSE_FALLBACK_MAX = 4096
+"""Largest system :func:`jacobian_spectral_radius` solves densely when ARPACK does not converge."""
 
 
 @jit(static_argnums=0)
@@ -298,23 +327,35 @@ def _jacobian_jit(deq, theta, x, z):
 
 
 # ---- the loss -----------------------------------------------------------------------
+WEIGHT_NAMES = ("skip", "jacobian")
+"""The weighted terms of an equilibrium loss, in the order of its weight vector."""
+
+
 @dataclass(frozen=True)
 class EquilibriumLossFunction:
-    """The pure loss ``fn(theta, inputs, data, probes) -> scalar`` of an :class:`EquilibriumLoss`.
+    """The pure loss ``fn(theta, inputs, data, probes, weights=None) -> scalar`` of an :class:`EquilibriumLoss`.
 
     Hashable, so one compilation serves every batch of the same shapes (training
     loops call it directly). ``data`` is passed to ``cost`` as a third argument
     when ``with_data``; ``probes`` ``(K, B, d)`` feed the Jacobian regulariser
-    (ignored without one).
+    (ignored without one); ``weights`` ``(2,)`` are the ``(skip, jacobian)`` weights
+    (:data:`WEIGHT_NAMES`), traced data, so changing them does not recompile.
+    Without ``weights`` the function's own ``weights`` (a static tuple, part of its
+    identity) are used.
     """
 
     deq: DEQ
     cost: Callable
     gradient: Any
     with_data: bool
-    jacobian_weight: float
+    jacobian: bool
+    weights: tuple | None = None
 
-    def __call__(self, theta, inputs, data, probes):
+    def __call__(self, theta, inputs, data, probes, weights=None):
+        if weights is None:
+            if self.weights is None:
+                raise TypeError("this loss function has no weights of its own: pass weights=(skip, jacobian)")
+            weights = jnp.asarray(self.weights, dtype=theta.dtype)
         deq = self.deq
         p = deq.num_params
         th_deq, extra = theta[:p], theta[p:]
@@ -323,10 +364,10 @@ class EquilibriumLossFunction:
         z0 = deq.initial_state(th_cell, th_skip, xe)
         z = self.gradient(deq, th_cell, xe, z0)
         loss = self.cost(z, extra, data) if self.with_data else self.cost(z, extra)
-        if deq.skip is not None and deq.skip.weight > 0:
-            loss = loss + deq.skip.penalty(deq, th_cell, th_skip, z, xe)
-        if self.jacobian_weight > 0:
-            loss = loss + self.jacobian_weight * jacobian_frobenius_estimate(deq, th_cell, z, xe, probes)
+        if deq.skip is not None:
+            loss = loss + weights[0] * deq.skip.penalty(deq, th_cell, th_skip, z, xe)
+        if self.jacobian:
+            loss = loss + weights[1] * jacobian_frobenius_estimate(deq, th_cell, z, xe, probes)
         return loss
 
 
@@ -347,7 +388,13 @@ class EquilibriumLoss(Objective):
         jacobian_regularizer: an optional :class:`JacobianRegularizer`.
 
     θ layout: ``[DEQ (cell, encoder, skip predictor), extra]``. The Skip penalty
-    of ``deq.skip`` is added automatically. Interface as every
+    of ``deq.skip`` is added automatically. The two weights, ``"skip"`` (from
+    ``deq.skip.weight``) and ``"jacobian"`` (from ``jacobian_regularizer.weight``),
+    are data of the compiled loss: :meth:`set_weights` changes them without
+    recompiling, e.g. to follow a schedule (:mod:`pyodejl.regularizers.schedules`)::
+
+        loss.set_weights(weights_at({"skip": ExponentialDecay(1.0, 0.1, 1000)}, k))
+ Interface as every
     :class:`~pyodejl.derivatives.objective.Objective`: ``value``, ``grad(method=)``,
     ``hvp``, ``hessian``, ``hessian_operator`` (which plugs into :mod:`pyodejl.spectral`).
     A non-converged forward solve raises :class:`EquilibriumError` with the
@@ -360,8 +407,7 @@ class EquilibriumLoss(Objective):
                  derivative="implicit", jacobian_regularizer: JacobianRegularizer | None = None):
         if not isinstance(deq, DEQ):
             raise TypeError(f"deq must be a pyodejl.DEQ or ContinuousDEQ, got {type(deq).__name__}")
-        if isinstance(num_extra_params, bool) or int(num_extra_params) != num_extra_params or num_extra_params < 0:
-            raise ValueError(f"num_extra_params must be a non-negative integer, got {num_extra_params!r}")
+        num_extra_params = check_integer(num_extra_params, "num_extra_params", minimum=0)
         if not callable(cost):
             raise TypeError("cost must be callable as cost(z_star, theta_extra[, data])")
         if jacobian_regularizer is not None and not isinstance(jacobian_regularizer, JacobianRegularizer):
@@ -381,23 +427,55 @@ class EquilibriumLoss(Objective):
         self._probes = to_device(jacobian_regularizer.probes(d) if jacobian_regularizer else np.zeros((1, *d)))
         self._inputs = to_device(self.inputs)
         self._data = jax.tree_util.tree_map(to_device, data) if data is not None else None
+        skip_w = deq.skip.weight if deq.skip is not None else 0.0
+        self._weights = np.array([skip_w, jacobian_regularizer.weight if jacobian_regularizer else 0.0])
+        self._weights_device = to_device(self._weights)
         self._current = None
+
+    @property
+    def weights(self) -> dict:
+        """The current weight of each term present, ``{"skip": w, "jacobian": w}``."""
+        return {n: float(w) for n, w, on in zip(WEIGHT_NAMES, self._weights, self._terms_present()) if on}
+
+    def set_weights(self, weights: dict) -> None:
+        """Set some terms' weights in place, ``{"skip": w, "jacobian": w}`` (the others keep theirs).
+
+        As :meth:`pyodejl.TrajectoryLoss.set_weights`: weights are data of the compiled
+        loss, so a training loop can follow a schedule without recompiling.
+        """
+        from pyodejl.regularizers.base import updated_weights
+
+        names = [n for n, on in zip(WEIGHT_NAMES, self._terms_present()) if on]
+        present = updated_weights(names, [self.weights[n] for n in names], weights)
+        for n, w in zip(names, present):
+            self._weights[WEIGHT_NAMES.index(n)] = w
+        self._weights_device = to_device(self._weights)
+
+    def _terms_present(self):
+        return (self.deq.skip is not None, self.jacobian_regularizer is not None)
 
     # ---- hooks ----------------------------------------------------------------
     def loss_function(self, gradient=None) -> EquilibriumLossFunction:
-        """The pure loss with ``gradient`` (default: this objective's ``derivative``)."""
-        reg = self.jacobian_regularizer
+        """The pure loss ``fn(theta, inputs, data, probes)`` with ``gradient`` (default: this
+        objective's ``derivative``) and the current weights as its own (static) weights,
+        for training loops that call it directly. Pass ``weights=`` to it instead to change
+        weights without recompiling."""
         return EquilibriumLossFunction(self.deq, self.cost, gradient or self.derivative, self.data is not None,
-                                       float(reg.weight) if reg else 0.0)
+                                       self.jacobian_regularizer is not None, tuple(float(w) for w in self._weights))
+
+    def _pure(self, gradient=None) -> EquilibriumLossFunction:
+        # Without weights of its own: the objective passes them as data (last of _args).
+        return EquilibriumLossFunction(self.deq, self.cost, gradient or self.derivative, self.data is not None,
+                                       self.jacobian_regularizer is not None)
 
     def _args(self):
-        return (self._inputs, self._data, self._probes)
+        return (self._inputs, self._data, self._probes, self._weights_device)
 
     def value_function(self):
-        return self.loss_function(), self._args()
+        return self._pure(), self._args()
 
     def direct_function(self, theta):
-        return self.loss_function(), self._args()
+        return self._pure(), self._args()
 
     # ---- checks ---------------------------------------------------------------------
     def check_theta(self, theta):
@@ -443,7 +521,7 @@ class EquilibriumLoss(Objective):
         ``"phantom"`` or a value such as ``Phantom(k=10)``; ``"discrete"`` means the loss's ``derivative``)."""
         theta = self.check_theta(theta)
         m = equilibrium_gradient(method, self.derivative)
-        _, g = value_and_grad(self.loss_function(m), to_device(theta), self._args())
+        _, g = value_and_grad(self._pure(m), to_device(theta), self._args())
         return self.raise_if_failed(g)
 
 

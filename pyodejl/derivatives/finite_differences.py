@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pyodejl._validation import check_number
+
 DEFAULT_STEPS = tuple(10.0 ** -k for k in range(1, 9))
 
 
@@ -72,8 +74,7 @@ class FiniteDifference:
     exact = False
 
     def __init__(self, h=None, candidates=DEFAULT_STEPS, sample=24, seed=0, batch=512):
-        if h is not None and not (np.isfinite(h) and h > 0):
-            raise ValueError(f"finite-difference step h must be positive, got {h!r}")
+        h = None if h is None else check_number(h, "finite-difference step h")
         self.h, self.candidates, self.sample, self.seed, self.batch = h, tuple(candidates), sample, seed, batch
 
     def _values(self, objective, thetas):
@@ -91,31 +92,47 @@ class FiniteDifference:
         L = self._values(objective, thetas).reshape(4, -1)
         return (L[0] - L[1] - L[2] + L[3]) / (4 * h * h)
 
-    def _choose(self, objective, theta, A, B):
+    def _choose(self, objective, theta, num_entries, entry_pairs):
+        """The step for a set of ``num_entries`` entries aᵀHb; ``entry_pairs(idx) -> (A, B)``
+        gives the direction pairs of the entries ``idx``, so a sample need not build them all."""
         if self.h is not None:
             return self.h, {"h": self.h}
         rng = np.random.default_rng(self.seed)
-        idx = rng.choice(len(A), size=min(self.sample, len(A)), replace=False)
-        h, ests, dis = _select_step(lambda h: self._pairs(objective, theta, A[idx], B[idx], h), self.candidates)
+        idx = rng.choice(num_entries, size=min(self.sample, num_entries), replace=False)
+        A, B = entry_pairs(idx)
+        h, ests, dis = _select_step(lambda h: self._pairs(objective, theta, A, B, h), self.candidates)
         return h, {"h": h, "candidates": self.candidates, "disagreement": dis}
 
     def hvp(self, objective, theta, V, chunk=None):
-        p = len(theta)
+        p, k = V.shape
         eye = np.eye(p)
-        cols, infos = [], []
-        for v in V.T:
-            A, B = eye, np.broadcast_to(v, (p, p))
-            h, info = self._choose(objective, theta, A, B)
-            cols.append(self._pairs(objective, theta, A, B, h))
-            infos.append(info)
-        return np.stack(cols, axis=1), {"method": self.name, **infos[-1], "evaluations": 4 * p * V.shape[1]}
+        # Entry (i, j) of HV is e_iᵀ H v_j. The step is chosen once for the whole product,
+        # from a sample of entries over every column, then every column uses it.
+        h, info = self._choose(objective, theta, p * k, lambda idx: (eye[idx // k], V.T[idx % k]))
+        cols = [self._pairs(objective, theta, eye, np.broadcast_to(v, (p, p)), h) for v in V.T]
+        return np.stack(cols, axis=1), {"method": self.name, **info, "evaluations": 4 * p * k}
+
+    def _hessian_entries(self, p):
+        iu, ju = np.triu_indices(p)
+        eye = np.eye(p)
+        return iu, ju, eye[iu], eye[ju]
+
+    def with_step_at(self, objective, theta) -> FiniteDifference:
+        """This method with its step chosen once at θ, from a sample of Hessian entries.
+
+        A Hessian operator applied one column at a time uses it, so the step ladder
+        runs once per operator rather than once per product.
+        """
+        if self.h is not None:
+            return self
+        iu, ju, A, B = self._hessian_entries(len(theta))
+        h, _ = self._choose(objective, theta, len(A), lambda idx: (A[idx], B[idx]))
+        return FiniteDifference(h, self.candidates, self.sample, self.seed, self.batch)
 
     def hessian(self, objective, theta, chunk=None):
         p = len(theta)
-        iu, ju = np.triu_indices(p)
-        eye = np.eye(p)
-        A, B = eye[iu], eye[ju]
-        h, info = self._choose(objective, theta, A, B)
+        iu, ju, A, B = self._hessian_entries(p)
+        h, info = self._choose(objective, theta, len(A), lambda idx: (A[idx], B[idx]))
         vals = self._pairs(objective, theta, A, B, h)
         H = np.zeros((p, p))
         H[iu, ju] = vals
@@ -141,8 +158,7 @@ class FiniteDifferenceGradient:
     exact = False
 
     def __init__(self, h=None, gradient="discrete", candidates=DEFAULT_STEPS, sample=3, seed=0):
-        if h is not None and not (np.isfinite(h) and h > 0):
-            raise ValueError(f"finite-difference step h must be positive, got {h!r}")
+        h = None if h is None else check_number(h, "finite-difference step h")
         self.h, self.gradient, self.candidates, self.sample, self.seed = h, gradient, tuple(candidates), sample, seed
 
     def _diff(self, objective, theta, V, h):
@@ -161,6 +177,13 @@ class FiniteDifferenceGradient:
         D /= np.linalg.norm(D, axis=0)
         h, ests, dis = _select_step(lambda h: self._diff(objective, theta, D, h), self.candidates)
         return h, {"h": h, "candidates": self.candidates, "disagreement": dis}
+
+    def with_step_at(self, objective, theta) -> FiniteDifferenceGradient:
+        """This method with its step chosen once at θ (for an operator applied column by column)."""
+        if self.h is not None:
+            return self
+        h, _ = self._choose(objective, theta)
+        return FiniteDifferenceGradient(h, self.gradient, self.candidates, self.sample, self.seed)
 
     def hvp(self, objective, theta, V, chunk=None):
         h, info = self._choose(objective, theta)

@@ -68,7 +68,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import jit, to_device
-from pyodejl.derivatives.methods import _HessianMethod
+from pyodejl.derivatives.methods import HessianMethod
 from pyodejl.derivatives.operator import HessianOperator
 from pyodejl.solving.integrate import grid_states_jax
 
@@ -231,7 +231,7 @@ def ggn_products(outputs, loss, theta, V, out_args, loss_args):
     return jax.vmap(one, in_axes=1, out_axes=1)(V)
 
 
-class _GGN(_HessianMethod):
+class _GGN(HessianMethod):
     """Block products with G at a fixed θ (the split is computed once)."""
 
     name = "ggn"

@@ -159,7 +159,7 @@ def block_widths(k: int, chunk: int, p: int) -> list[int]:
     return [min(chunk, 1 << (k - 1).bit_length())]
 
 
-class _HessianMethod:
+class HessianMethod:
     """Base: subclasses provide ``_apply(objective, theta, V) -> (p, b)`` for one block."""
 
     name = ""
@@ -187,7 +187,7 @@ class _HessianMethod:
         return f"{type(self).__name__}()"
 
 
-class DirectDirect(_HessianMethod):
+class DirectDirect(HessianMethod):
     """Forward mode over the discrete (reverse-mode) gradient — seed 000's AA done properly."""
 
     name = "direct-direct"
@@ -197,7 +197,7 @@ class DirectDirect(_HessianMethod):
         return hvp_forward_over_reverse(fn, theta, V, args)
 
 
-class DirectAdjoint(_HessianMethod):
+class DirectAdjoint(HessianMethod):
     """Reverse mode over the discrete (reverse-mode) gradient."""
 
     name = "direct-adjoint"
@@ -207,7 +207,7 @@ class DirectAdjoint(_HessianMethod):
         return hvp_reverse_over_reverse(fn, theta, V, args)
 
 
-class AdjointDirect(_HessianMethod):
+class AdjointDirect(HessianMethod):
     """Forward mode through the continuous-adjoint gradient (ForwardDiffOverAdjoint)."""
 
     name = "adjoint-direct"
@@ -219,7 +219,7 @@ class AdjointDirect(_HessianMethod):
         return objective.raise_if_failed(hvp_adjoint_direct(*objective.continuous_problem(theta), theta, V))
 
 
-class AdjointAdjoint(_HessianMethod):
+class AdjointAdjoint(HessianMethod):
     """Continuous second-order adjoint; one forward and one backward solve per product."""
 
     name = "adjoint-adjoint"
@@ -231,7 +231,7 @@ class AdjointAdjoint(_HessianMethod):
         return objective.raise_if_failed(hvp_second_order_adjoint(*objective.continuous_problem(theta), theta, V))
 
 
-class Elementwise(_HessianMethod):
+class Elementwise(HessianMethod):
     """One scalar second derivative per Hessian entry (seed 000's EA technique).
 
     Computes the upper triangle entry by entry and mirrors it; ``hvp`` forms the
@@ -256,7 +256,7 @@ class Elementwise(_HessianMethod):
         return H @ V, info
 
 
-class Structured(_HessianMethod):
+class Structured(HessianMethod):
     """The discrete loss's exact Hessian from forward sensitivities and discrete adjoints.
 
     Same matrix as ``direct-direct`` (to round-off), assembled as
@@ -290,7 +290,7 @@ def _tangent_chunk(objective, chunk):
     return max(1, objective.default_chunk()) if chunk is None else chunk
 
 
-class Auto(_HessianMethod):
+class Auto(HessianMethod):
     """The fastest exact method: ``structured`` for full Hessians where it applies,
     otherwise ``direct-direct``."""
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from pyodejl._jit import to_device
-from pyodejl._validation import check_tangents, check_theta
+from pyodejl._validation import check_integer, check_tangents, check_theta
 from pyodejl.derivatives.methods import resolve_gradient_method, resolve_hessian_method
 from pyodejl.derivatives.operator import HessianOperator
 
@@ -109,9 +109,7 @@ class Objective:
     def _chunk(self, chunk_size):
         if chunk_size is None:
             return max(1, self.default_chunk())
-        if int(chunk_size) != chunk_size or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-        return int(chunk_size)
+        return check_integer(chunk_size, "chunk_size")
 
     def hvp(self, theta, v, method=None, *, chunk_size=None, return_info=False):
         """Hessian-vector product(s) H(θ) v.
@@ -151,10 +149,13 @@ class Objective:
     def hessian_operator(self, theta, method=None, *, chunk_size=None) -> HessianOperator:
         """H(θ) as a :class:`HessianOperator` (a SciPy ``LinearOperator`` with ``matvecs``).
 
-        The linearisation point (for ODE losses, the step grid) is computed once.
+        The linearisation point (for ODE losses, the step grid) is computed once, and
+        so is the step of a finite-difference method.
         """
         theta = self.check_theta(theta)
         m = self._method(method)
+        if hasattr(m, "with_step_at"):  # finite differences: choose the step once, not per product
+            m = m.with_step_at(self, theta)
         chunk = self._chunk(chunk_size)
         if hasattr(self, "direct_function"):
             try:

@@ -12,7 +12,7 @@ import numpy as np
 
 from pyodejl._jit import jit, to_device
 from pyodejl._sharding import batch_placement, resolve_devices
-from pyodejl._validation import check_finite, check_initial_state, check_times
+from pyodejl._validation import check_finite, check_initial_state, check_integer, check_times
 from pyodejl.derivatives.objective import Objective
 from pyodejl.regularizers.base import TermInputs, check_terms, has_running_cost, term_noise
 from pyodejl.regularizers.running import RunningCostField
@@ -208,8 +208,7 @@ class ObservationLoss(Objective):
         if data is not None:
             for leaf in jax.tree_util.tree_leaves(data):
                 check_finite(np.asarray(leaf), "data")
-        if isinstance(num_extra_params, bool) or int(num_extra_params) != num_extra_params or num_extra_params < 0:
-            raise ValueError(f"num_extra_params must be a non-negative integer, got {num_extra_params!r}")
+        num_extra_params = check_integer(num_extra_params, "num_extra_params", minimum=0)
         self.num_params = model.num_params + int(num_extra_params)
         self.regularizers = check_terms(regularizers)
         for term in self.regularizers:
@@ -252,16 +251,10 @@ class ObservationLoss(Objective):
         Weights are data of the compiled loss, so a training loop can follow a
         schedule (:mod:`pyodejl.regularizers.schedules`) without recompiling.
         """
-        from pyodejl.regularizers.base import check_weight
+        from pyodejl.regularizers.base import updated_weights
 
-        if not isinstance(weights, dict):
-            raise TypeError(f"weights must be a dict {{term name: weight}}, got {type(weights).__name__}")
         names = [t.name for t in self.regularizers]
-        current = np.asarray(self.data[1], dtype=np.float64).copy()
-        for name, w in weights.items():
-            if name not in names:
-                raise ValueError(f"this objective has no term named {name!r}; its terms are {names}")
-            current[names.index(name)] = check_weight(w)
+        current = updated_weights(names, np.asarray(self.data[1]), weights)
         self.data = (self.data[0], to_device(current)) + tuple(self.data[2:])
 
     @property

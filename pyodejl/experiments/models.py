@@ -256,7 +256,8 @@ class ModelSpec:
                       activation=self.activation)
 
 
-def _readout_size(spec: ModelSpec, task: Task) -> int:
+def readout_size(spec: ModelSpec, task: Task) -> int:
+    """Parameters of the linear readout of a point task's model (0 for mlp and trajectory tasks)."""
     if spec.kind == "mlp" or task.sample != "point":
         return 0
     return task.output_dim * (task.dim + spec.augment_dim + 1)
@@ -269,7 +270,7 @@ def parameter_counts(spec: ModelSpec, task: Task) -> dict:
     """
     spec = spec.resolved(task)
     net = spec.mlp(task) if spec.kind == "mlp" else spec.vector_field(task)
-    r = _readout_size(spec, task)
+    r = readout_size(spec, task)
     return {"network": net.num_params, "readout": r, "total": net.num_params + r}
 
 
@@ -281,7 +282,7 @@ def init_params(spec: ModelSpec, task: Task, seed: int) -> np.ndarray:
     net_seed = int(rng.integers(2**31 - 1))
     net = spec.mlp(task) if spec.kind == "mlp" else spec.vector_field(task)
     theta = net.init(net_seed)
-    r = _readout_size(spec, task)
+    r = readout_size(spec, task)
     if r:
         D = task.dim + spec.augment_dim
         bound = 1.0 / math.sqrt(D)
@@ -354,7 +355,7 @@ def build_objective(spec: ModelSpec, task: Task, indices=None, batch_size: int |
         return pj.ObservationLoss(model, ts, task.y0[idx], StateCost(spec.loss), data=task.ys[idx])
     cost = SoftmaxReadoutCost(task.num_classes) if task.target == "multiclass" else ReadoutCost(spec.loss)
     return pj.ObservationLoss(model, np.array([0.0, spec.flow_time]), task.x[idx], cost,
-                              data=task.y[idx], num_extra_params=_readout_size(spec, task))
+                              data=task.y[idx], num_extra_params=readout_size(spec, task))
 
 
 def predict(spec: ModelSpec, task: Task, theta, indices=None) -> np.ndarray:

@@ -138,17 +138,16 @@ class Training:
     checkpoint_every: int = 10
 
     def __post_init__(self):
-        from pyodejl._validation import check_positive_int
+        from pyodejl._validation import check_integer, check_number
 
-        check_positive_int(self.steps, "steps")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        check_integer(self.steps, "steps")
+        check_number(self.lr, "lr")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
         if self.batch_size is not None:
-            check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.record_every, "record_every")
-        check_positive_int(self.checkpoint_every, "checkpoint_every")
+            check_integer(self.batch_size, "batch_size")
+        check_integer(self.record_every, "record_every")
+        check_integer(self.checkpoint_every, "checkpoint_every")
 
 
 @dataclass(frozen=True)

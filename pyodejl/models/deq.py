@@ -25,9 +25,8 @@ phantom, unrolled) live in :mod:`pyodejl.derivatives.equilibrium`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -35,29 +34,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import jit, to_device
-from pyodejl.models.mlp import activation_fn, layer_sizes
-from pyodejl.solving.fixed_point import (
-    FixedPointInfo,
-    SteadyState,
-    _check_positive_int,
-    _check_tolerances,
-    fixed_point_solver,
-)
+from pyodejl._validation import check_integer, check_number
+from pyodejl.models.mlp import activation_fn, layer_sizes, linear_layers_init
+from pyodejl.solving.fixed_point import FixedPointInfo, SteadyState, fixed_point_solver
 from pyodejl.solving.integrate import SolveError
 
 
 class EquilibriumError(SolveError):
     """An equilibrium solve did not converge (its message has the residual history)."""
-
-
-def _layers_init(shapes, seed):
-    rng = np.random.default_rng(seed)
-    parts = []
-    for n_out, n_in in shapes:
-        bound = 1.0 / math.sqrt(n_in)
-        parts.append(rng.uniform(-bound, bound, size=n_out * n_in))
-        parts.append(rng.uniform(-bound, bound, size=n_out))
-    return np.concatenate(parts).astype(np.float64)
 
 
 def _layers_apply(shapes, theta, h, sigma, last_activation):
@@ -109,7 +93,7 @@ class Dense:
 
     def init(self, seed: int = 0) -> np.ndarray:
         """PyTorch's default ``nn.Linear`` initialisation, U(±1/√fan_in), from ``seed``."""
-        return _layers_init(self._shapes(), seed)
+        return linear_layers_init(np.random.default_rng(seed), self._shapes())
 
     def apply(self, x, theta):
         """``x``: ``(..., sizes[0])`` → ``(..., sizes[-1])``."""
@@ -167,17 +151,19 @@ class Skip:
     Args:
         predictor: an explicit network with ``num_params``, ``init(seed)`` and
             ``apply(x̃, φ) -> (B, d)`` (e.g. :class:`Dense`).
-        weight: λ_skip (default 0.01, the seed's).
+        weight: λ_skip (default 0.01, the seed's): the initial weight of the loss's
+            ``"skip"`` term. It is data of the compiled loss, not part of the model's
+            identity (two Skips differing only in weight are equal), so
+            :meth:`pyodejl.EquilibriumLoss.set_weights` changes it without recompiling.
     """
 
     predictor: Any
-    weight: float = 0.01
+    weight: float = field(default=0.01, compare=False)
 
     def __post_init__(self):
         if not all(hasattr(self.predictor, a) for a in ("num_params", "apply")):
             raise TypeError("Skip's predictor needs num_params and apply(x, phi), e.g. pyodejl.models.deq.Dense")
-        if not (np.isfinite(self.weight) and self.weight >= 0):
-            raise ValueError(f"skip weight must be a non-negative number, got {self.weight!r}")
+        object.__setattr__(self, "weight", check_number(self.weight, "skip weight", allow_zero=True))
 
     @property
     def num_params(self) -> int:
@@ -187,8 +173,9 @@ class Skip:
         return self.predictor.apply(xe, th_skip)
 
     def penalty(self, deq, th_cell, th_skip, z, xe):
+        """The unweighted penalty ``mean|f(z*, x̃) − g_φ(x̃)|`` (the loss applies the weight)."""
         fz = deq.f(th_cell, z, xe)
-        return self.weight * jnp.mean(jnp.abs(fz - self.predictor.apply(xe, th_skip)))
+        return jnp.mean(jnp.abs(fz - self.predictor.apply(xe, th_skip)))
 
 
 @dataclass(frozen=True)
@@ -196,13 +183,16 @@ class SkipReg:
     """Skip-Reg DEQ (seed 004 ch. 4 §3): ``z₀ = f(0, x̃)``, penalty ``weight · mean|f(z*, x̃) − f(0, x̃)|``.
 
     No parameters of its own: the cell's first step is the predictor.
+
+    Args:
+        weight: λ_skip (default 0.01): the initial weight of the loss's ``"skip"``
+            term; data, not identity, as for :class:`Skip`.
     """
 
-    weight: float = 0.01
+    weight: float = field(default=0.01, compare=False)
 
     def __post_init__(self):
-        if not (np.isfinite(self.weight) and self.weight >= 0):
-            raise ValueError(f"skip weight must be a non-negative number, got {self.weight!r}")
+        object.__setattr__(self, "weight", check_number(self.weight, "skip weight", allow_zero=True))
 
     num_params = 0
 
@@ -210,8 +200,9 @@ class SkipReg:
         return deq.f(th_cell, jnp.zeros(xe.shape[:-1] + (deq.dim,), xe.dtype), xe)
 
     def penalty(self, deq, th_cell, th_skip, z, xe):
+        """The unweighted penalty ``mean|f(z*, x̃) − f(0, x̃)|`` (the loss applies the weight)."""
         f0 = deq.f(th_cell, jnp.zeros_like(z), xe)
-        return self.weight * jnp.mean(jnp.abs(deq.f(th_cell, z, xe) - f0))
+        return jnp.mean(jnp.abs(deq.f(th_cell, z, xe) - f0))
 
 
 @dataclass(frozen=True)
@@ -220,12 +211,16 @@ class EquilibriumSolution:
 
     Attributes:
         z: ``(B, d)`` the final state (the equilibrium if ``converged``).
-        residuals: ``(steps + 1,)`` the RMS residual ``rms(f(z_k) − z_k)`` per iterate.
+        residuals: ``(accepted + 1,)`` the RMS residual ``rms(f(z_k) − z_k)`` at z₀ and
+            after each accepted iteration (no gaps: a continuous DEQ's rejected steps
+            leave no entry).
         steps: iterations (accepted + rejected steps for a continuous DEQ).
         nfe: evaluations of the cell.
         converged: whether ``rms(f(z) − z) <= atol + tol · rms(z)``.
         target: the right-hand side ``atol + tol · rms(z)`` at ``z``.
         solver: the solver's name.
+        accepted: iterations that produced a new state (``steps`` for the iterative
+            solvers; accepted steps for a continuous DEQ).
     """
 
     z: np.ndarray
@@ -235,6 +230,7 @@ class EquilibriumSolution:
     converged: bool
     target: float
     solver: str
+    accepted: int
 
     def raise_if_failed(self):
         """Raise :class:`EquilibriumError` explaining the failure unless converged."""
@@ -316,14 +312,11 @@ class DEQ:
             num_params = getattr(cell, "num_params", None)
             if num_params is None:
                 raise ValueError("a plain-function cell needs num_params (its parameter count)")
-        if isinstance(num_params, bool) or int(num_params) != num_params or num_params < 0:
-            raise ValueError(f"num_params must be a non-negative integer, got {num_params!r}")
         self.cell = cell
-        self.cell_params = int(num_params)
-        atol = tol if atol is None else atol
-        _check_tolerances(tol, atol)
-        self.tol, self.atol = float(tol), float(atol)
-        self.max_steps = _check_positive_int(max_steps, "max_steps")
+        self.cell_params = check_integer(num_params, "num_params", minimum=0)
+        self.tol = check_number(tol, "tol")
+        self.atol = check_number(tol if atol is None else atol, "atol")
+        self.max_steps = check_integer(max_steps, "max_steps")
         self.solver = fixed_point_solver(solver)
         if encoder is not None and not all(hasattr(encoder, a) for a in ("num_params", "apply")):
             raise TypeError("encoder needs num_params and apply(x, theta), e.g. pyodejl.models.deq.Dense")
@@ -331,13 +324,11 @@ class DEQ:
             raise TypeError(f"skip must be None, Skip(predictor) or SkipReg(), got {skip!r}")
         self.encoder, self.skip = encoder, skip
         self.throw = bool(throw)
-        lt = min(self.tol, self.atol) * 1e-2 if linear_tol is None else linear_tol
-        _check_tolerances(lt, lt)
-        self.linear_tol = max(float(lt), 1e-14)
+        lt = min(self.tol, self.atol) * 1e-2 if linear_tol is None else check_number(linear_tol, "linear_tol")
+        self.linear_tol = max(lt, 1e-14)
         cell_dim = getattr(cell, "dim", None)
-        self._dim = int(dim if dim is not None else cell_dim) if (dim is not None or cell_dim is not None) else None
-        if self._dim is not None and self._dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        self._dim = None if dim is None and cell_dim is None else check_integer(
+            dim if dim is not None else cell_dim, "dim")
 
     # ---- identity (DEQs are static arguments of compiled functions) --------
     def _key(self):
@@ -469,9 +460,10 @@ class DEQ:
         theta = check_theta(theta, self.num_params)
         x = self.check_inputs(x)
         info = _solve_jit(self, to_device(theta), to_device(x))
-        z, hist, steps, nfe, conv, target = (np.asarray(a) for a in info)
-        steps = int(steps)
-        sol = EquilibriumSolution(z, hist[: steps + 1], steps, int(nfe), bool(conv), float(target), self.solver.name)
+        z, hist, steps, nfe, conv, target, accepted = (np.asarray(a) for a in info)
+        accepted = int(accepted)
+        sol = EquilibriumSolution(z, hist[: accepted + 1], int(steps), int(nfe), bool(conv), float(target),
+                                  self.solver.name, accepted)
         if (self.throw if throw is None else throw):
             sol.raise_if_failed()
         return sol
@@ -494,7 +486,7 @@ def _solve_jit(deq, theta, x):
     from pyodejl.solving.fixed_point import rms
 
     target = deq.atol + deq.tol * rms(info.z)
-    return info.z, info.residuals, info.steps, info.nfe, info.converged, target
+    return info.z, info.residuals, info.steps, info.nfe, info.converged, target, info.accepted
 
 
 class ContinuousDEQ(DEQ):
@@ -507,13 +499,20 @@ class ContinuousDEQ(DEQ):
     ``rms(dz/dt) <= atol + rtol · rms(z)``; :meth:`solve` reports the steps and NFE.
 
     Args:
-        cell, num_params, dim, encoder, skip, throw, linear_tol: as :class:`DEQ`.
+        cell: ``cell(z, x, theta) -> z``, as :class:`DEQ`.
+        num_params: the cell's parameter count, as :class:`DEQ`.
+        dim: state width d, as :class:`DEQ`.
         solver: explicit Runge–Kutta pair (default ``"tsit5"``; also ``"dopri5"``,
-            ``"bosh3"``, ``"dopri8"``).
+            ``"bosh3"``, ``"dopri8"``); its evaluations per step come from
+            :data:`pyodejl.SOLVERS`.
         rtol: relative tolerance of the steps and of the steady-state test (default 1e-3;
             the seed uses 0.005).
         atol: absolute tolerance (default ``rtol``).
-        max_steps: step cap (default 1000).
+        max_steps: step cap, accepted and rejected steps together (default 1000).
+        encoder: optional explicit layer applied to x once, as :class:`DEQ`.
+        skip: ``None``, :class:`Skip` or :class:`SkipReg`, as :class:`DEQ`.
+        throw: raise on a non-converged solve (default True), as :class:`DEQ`.
+        linear_tol: tolerance of the implicit-differentiation solves, as :class:`DEQ`.
     """
 
     def __init__(self, cell, num_params=None, *, dim=None, solver="tsit5", rtol: float = 1e-3, atol=None,

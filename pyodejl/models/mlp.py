@@ -53,6 +53,24 @@ def layer_sizes(sizes) -> tuple[int, ...]:
     return sizes
 
 
+def linear_layers_init(rng: np.random.Generator, shapes) -> np.ndarray:
+    """PyTorch's default ``nn.Linear`` initialisation of a stack of layers, flattened.
+
+    For each ``(n_out, n_in)`` in ``shapes``: the weight ``(n_out, n_in)`` row-major, then
+    the bias ``(n_out,)``, every entry ~ U(−1/√n_in, 1/√n_in) (fan_in = n_in), drawn from
+    ``rng`` in that order. The one initialiser of the package's models.
+
+    Returns:
+        float64 ``(Σ n_out·n_in + n_out,)``.
+    """
+    parts = []
+    for n_out, n_in in shapes:
+        bound = 1.0 / math.sqrt(n_in)
+        parts.append(rng.uniform(-bound, bound, size=n_out * n_in))
+        parts.append(rng.uniform(-bound, bound, size=n_out))
+    return np.concatenate(parts).astype(np.float64)
+
+
 class MLP(eqx.Module):
     """A fully connected network ``R^sizes[0] -> R^sizes[-1]`` read from a flat θ.
 
@@ -124,13 +142,7 @@ class MLP(eqx.Module):
         Returns:
             θ, float64 array of shape ``(num_params,)``.
         """
-        rng = np.random.default_rng(seed)
-        parts = []
-        for (n_out, n_in), _ in self.layer_shapes():
-            bound = 1.0 / math.sqrt(n_in)
-            parts.append(rng.uniform(-bound, bound, size=n_out * n_in))
-            parts.append(rng.uniform(-bound, bound, size=n_out))
-        return np.concatenate(parts).astype(np.float64)
+        return linear_layers_init(np.random.default_rng(seed), [w for w, _ in self.layer_shapes()])
 
     def unflatten(self, theta):
         """Split θ into ``[(W, b), ...]`` following the documented layout."""

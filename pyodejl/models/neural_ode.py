@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import to_device
-from pyodejl._validation import check_initial_state, check_theta, check_times
+from pyodejl._validation import check_initial_state, check_integer, check_number, check_theta, check_times
 from pyodejl.models.vector_field import check_vector_field
 from pyodejl.solving.controllers import resolve_controller
 from pyodejl.solving.solvers import Solver, solver_spec
-
-
-def _positive(name, value):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a positive number, got {value!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value}")
-    return value
 
 
 class NeuralODE(eqx.Module):
@@ -84,21 +72,18 @@ class NeuralODE(eqx.Module):
     ):
         check_vector_field(vector_field)
         spec = solver_spec(solver)
-        self.rtol = _positive("rtol", rtol)
-        self.atol = _positive("atol", atol)
+        self.rtol = check_number(rtol, "rtol")
+        self.atol = check_number(atol, "atol")
         if dt is not None:
-            dt = _positive("dt", dt)
+            dt = check_number(dt, "dt")
         elif not spec.adaptive:
             raise ValueError(f"solver {spec.name!r} takes fixed steps and needs dt > 0")
-        if isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1:
-            raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+        max_steps = check_integer(max_steps, "max_steps")
         state_dim = getattr(vector_field, "state_dim", None)
-        if isinstance(augment_dim, bool) or int(augment_dim) != augment_dim or augment_dim < 0:
-            raise ValueError(f"augment_dim must be a non-negative integer, got {augment_dim!r}")
+        augment_dim = check_integer(augment_dim, "augment_dim", minimum=0)
         if state_dim is not None and augment_dim >= state_dim:
             raise ValueError(f"augment_dim must be an integer in [0, {state_dim}), got {augment_dim!r}")
-        if error_dims is not None and (int(error_dims) != error_dims or error_dims < 1):
-            raise ValueError(f"error_dims must be a positive integer or None, got {error_dims!r}")
+        error_dims = None if error_dims is None else check_integer(error_dims, "error_dims")
         self.vector_field = vector_field
         self.solver = spec
         self.dt = dt

@@ -19,14 +19,13 @@ The seed writes ``Wₙ = W(tₙ)``, ``tₙ = nh``; explicit Euler evaluates the 
 
 from __future__ import annotations
 
-import math
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pyodejl.models.mlp import activation_fn
+from pyodejl._validation import check_integer, check_number, check_traced_inputs, check_traced_theta
+from pyodejl.models.mlp import activation_fn, linear_layers_init
 
 __all__ = ["ResNet", "ResNetVectorField"]
 
@@ -35,60 +34,6 @@ __all__ = ["ResNet", "ResNetVectorField"]
 # them on layer n+1. It moves every boundary left by 1e-6 of a layer's width, which
 # no other time a solver uses comes near.
 _BOUNDARY_SLACK = 1e-6
-
-
-def _check_int(value, name, lo):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
-
-
-def _check_T(T):
-    try:
-        T = float(T)
-    except (TypeError, ValueError):
-        raise TypeError(f"T must be a positive number, got {T!r}") from None
-    if not (math.isfinite(T) and T > 0):
-        raise ValueError(f"T must be positive and finite, got {T}")
-    return T
-
-
-def _check_theta(theta, p):
-    if isinstance(theta, jax.core.Tracer):
-        if theta.shape != (p,):
-            raise ValueError(f"theta must have shape ({p},), got {theta.shape}")
-        return theta
-    arr = np.asarray(theta, dtype=np.float64)
-    if arr.shape != (p,):
-        raise ValueError(f"theta must have shape ({p},), got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("theta contains NaN or inf")
-    return jnp.asarray(arr)
-
-
-def _check_inputs(x, dim, name="inputs"):
-    if isinstance(x, jax.core.Tracer):
-        shape = x.shape
-    else:
-        x = np.asarray(x, dtype=np.float64)
-        shape = x.shape
-    if len(shape) not in (1, 2) or shape[-1] != dim:
-        raise ValueError(f"{name} must have shape ({dim},) or (B, {dim}), got {tuple(shape)}")
-    if not isinstance(x, jax.core.Tracer):
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"{name} contains NaN or inf")
-        x = jnp.asarray(x)
-    return x
-
-
-def _uniform_layers(rng, shapes):
-    # PyTorch's nn.Linear default: weights and biases ~ U(±1/√fan_in).
-    parts = []
-    for n_out, n_in in shapes:
-        bound = 1.0 / math.sqrt(n_in)
-        parts.append(rng.uniform(-bound, bound, size=n_out * n_in))
-        parts.append(rng.uniform(-bound, bound, size=n_out))
-    return np.concatenate(parts).astype(np.float64)
 
 
 class ResNetVectorField(eqx.Module):
@@ -112,11 +57,11 @@ class ResNetVectorField(eqx.Module):
     T: float = eqx.field(static=True)
 
     def __init__(self, width: int, depth: int, activation: str = "tanh", T: float = 1.0):
-        self.width = _check_int(width, "width", 1)
-        self.depth = _check_int(depth, "depth", 1)
+        self.width = check_integer(width, "width")
+        self.depth = check_integer(depth, "depth")
         activation_fn(activation)
         self.activation = activation
-        self.T = _check_T(T)
+        self.T = check_number(T, "T")
 
     @property
     def num_params(self) -> int:
@@ -134,7 +79,7 @@ class ResNetVectorField(eqx.Module):
     def init(self, seed: int = 0) -> np.ndarray:
         """PyTorch's default ``nn.Linear`` initialisation of the residual layers."""
         rng = np.random.default_rng(seed)
-        return _uniform_layers(rng, [(self.width, self.width)] * self.depth)
+        return linear_layers_init(rng, [(self.width, self.width)] * self.depth)
 
     def unflatten(self, theta):
         """θ ``(num_params,)`` → ``(Ws (depth, width, width), bs (depth, width))``."""
@@ -183,13 +128,13 @@ class ResNet(eqx.Module):
     T: float = eqx.field(static=True)
 
     def __init__(self, in_dim: int, width: int, depth: int, out_dim: int, activation: str = "tanh", T: float = 1.0):
-        self.in_dim = _check_int(in_dim, "in_dim", 1)
-        self.width = _check_int(width, "width", 1)
-        self.depth = _check_int(depth, "depth", 1)
-        self.out_dim = _check_int(out_dim, "out_dim", 1)
+        self.in_dim = check_integer(in_dim, "in_dim")
+        self.width = check_integer(width, "width")
+        self.depth = check_integer(depth, "depth")
+        self.out_dim = check_integer(out_dim, "out_dim")
         activation_fn(activation)
         self.activation = activation
-        self.T = _check_T(T)
+        self.T = check_number(T, "T")
 
     # ---- parameters ---------------------------------------------------------
     @property
@@ -223,7 +168,7 @@ class ResNet(eqx.Module):
         """
         rng = np.random.default_rng(seed)
         shapes = [(self.width, self.in_dim)] + [(self.width, self.width)] * self.depth + [(self.out_dim, self.width)]
-        return _uniform_layers(rng, shapes)
+        return linear_layers_init(rng, shapes)
 
     def split(self, theta):
         """θ → ``(theta_in, theta_vf, theta_out)``: input layer, :attr:`vector_field` θ, output layer."""
@@ -270,8 +215,8 @@ class ResNet(eqx.Module):
         Returns:
             ``(depth + 1, B, width)`` (or ``(depth + 1, width)``).
         """
-        theta = _check_theta(theta, self.num_params)
-        inputs = _check_inputs(inputs, self.in_dim)
+        theta = check_traced_theta(theta, self.num_params)
+        inputs = check_traced_inputs(inputs, self.in_dim)
         t_in, t_vf, _ = self.split(theta)
         return self._states(t_in, t_vf, inputs)
 
@@ -299,7 +244,7 @@ class ResNet(eqx.Module):
         Returns:
             ``(B, out_dim)`` (or ``(out_dim,)``).
         """
-        theta = _check_theta(theta, self.num_params)
-        inputs = _check_inputs(inputs, self.in_dim)
+        theta = check_traced_theta(theta, self.num_params)
+        inputs = check_traced_inputs(inputs, self.in_dim)
         t_in, t_vf, t_out = self.split(theta)
         return self.readout(t_out, self._states(t_in, t_vf, inputs, keep=False))

@@ -15,12 +15,10 @@ model. With ``sizes = (784, 100, 784)`` it has 158 568 parameters (plus a
 
 from __future__ import annotations
 
-import math
-
 import equinox as eqx
 import numpy as np
 
-from pyodejl.models.mlp import activation_fn, layer_sizes
+from pyodejl.models.mlp import activation_fn, layer_sizes, linear_layers_init
 
 __all__ = ["ConcatTimeMLP"]
 
@@ -77,13 +75,7 @@ class ConcatTimeMLP(eqx.Module):
         Returns:
             θ, float64 ``(num_params,)``, reproducible from ``seed``.
         """
-        rng = np.random.default_rng(seed)
-        parts = []
-        for o, i in self.layer_shapes():
-            bound = 1.0 / math.sqrt(i)
-            parts.append(rng.uniform(-bound, bound, size=o * i))
-            parts.append(rng.uniform(-bound, bound, size=o))
-        return np.concatenate(parts).astype(np.float64)
+        return linear_layers_init(np.random.default_rng(seed), self.layer_shapes())
 
     def unflatten(self, theta):
         """θ as ``[(W (out, in + 1), b (out,)), ...]``."""

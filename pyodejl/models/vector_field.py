@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pyodejl._validation import check_integer
+
 
 def check_vector_field(vector_field):
     """Raise TypeError unless ``vector_field`` follows the protocol (duck-typed)."""
@@ -36,8 +38,7 @@ def check_vector_field(vector_field):
             f"got {type(vector_field).__name__}. Wrap a function with pj.VectorField(fn, num_params) "
             "or an Equinox module with pj.VectorField.from_equinox(module)"
         )
-    if isinstance(n, bool) or int(n) != n or n < 0:
-        raise ValueError(f"num_params must be a non-negative integer, got {n!r}")
+    check_integer(n, "num_params", minimum=0)
     return vector_field
 
 
@@ -61,10 +62,9 @@ class VectorField:
     def __init__(self, fn: Callable, num_params: int, init: Callable | None = None, state_dim=None, name=None):
         if not callable(fn):
             raise TypeError(f"fn must be callable as fn(t, y, theta), got {type(fn).__name__}")
-        if isinstance(num_params, bool) or int(num_params) != num_params or num_params < 0:
-            raise ValueError(f"num_params must be a non-negative integer, got {num_params!r}")
-        if state_dim is not None and (int(state_dim) != state_dim or state_dim < 1):
-            raise ValueError(f"state_dim must be a positive integer or None, got {state_dim!r}")
+        check_integer(num_params, "num_params", minimum=0)
+        if state_dim is not None:
+            check_integer(state_dim, "state_dim")
         self.fn = fn
         self.num_params = int(num_params)
         self._init = init

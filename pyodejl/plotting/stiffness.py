@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyodejl.plotting.training import _plt, _save  # one figure-saving rule for every plot
+from pyodejl.plotting.training import pyplot, save_figure  # one figure-saving rule for every plot
 
 __all__ = ["load_stiffness_experiment", "plot_proxy_evolution", "plot_hessian_spectra", "plot_node_evolution",
            "plot_stiffness_experiment"]
@@ -92,7 +92,7 @@ def _series(runs, key):
 
 
 def _evolution(experiment, models, panels, title, path):
-    plt = _plt()
+    plt = pyplot()
     ncol = 3 if len(panels) > 4 else 2
     nrow = -(-len(panels) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 3.3 * nrow), squeeze=False)
@@ -124,7 +124,7 @@ def _evolution(experiment, models, panels, title, path):
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_proxy_evolution(experiment: dict, path=None, models=_RESNETS):
@@ -165,7 +165,7 @@ def plot_hessian_spectra(experiment: dict, path=None, models=_RESNETS, bins: int
     1e-8 of the largest |λ| (smaller ones share the central bin): bulk and both tails are
     visible; the title gives the median largest eigenvalue, trace and negative mass.
     """
-    plt = _plt()
+    plt = pyplot()
     models = [m for m in models if m in experiment and any(r["spectrum"] is not None for r in experiment[m])]
     if not models:
         raise ValueError("no model of the experiment has a Hessian spectrum (was it run with --no-hessian?)")
@@ -194,7 +194,7 @@ def plot_hessian_spectra(experiment: dict, path=None, models=_RESNETS, bins: int
     axes[0, 0].set_ylabel("eigenvalues per bin (mean over seeds)")
     fig.suptitle(f"Exact Hessian spectra of the training MSE at the end of training (p = {ws[0].size})", fontsize=11)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_stiffness_experiment(experiment: dict, out) -> list[Path]:
@@ -203,7 +203,7 @@ def plot_stiffness_experiment(experiment: dict, out) -> list[Path]:
     ``stiffness_proxies.png``, ``stiffness_hessian_spectra.png`` (if any ResNet has a
     spectrum) and ``stiffness_node.png`` (if a Neural ODE model ran).
     """
-    plt = _plt()
+    plt = pyplot()
     out = Path(out)
     written = []
     if any(m in experiment for m in _RESNETS):

@@ -35,7 +35,8 @@ EVOLUTION_PANELS = (
 )
 
 
-def _plt():
+def pyplot():
+    """``matplotlib.pyplot``, imported on first use (plotting is optional)."""
     import matplotlib.pyplot as plt
 
     return plt
@@ -64,7 +65,11 @@ def _labels(runs, labels):
     return labels
 
 
-def _save(fig, path):
+def save_figure(fig, path):
+    """Save ``fig`` to ``path`` (parents created; 150 dpi, tight box) unless ``path`` is None; return ``fig``.
+
+    The one figure-saving rule of every plot.
+    """
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +92,7 @@ def plot_evolution(runs, labels=None, panels=EVOLUTION_PANELS, path=None, title=
         panels: ``(record key, title)`` pairs, default :data:`EVOLUTION_PANELS`.
         path: where to save the figure.
     """
-    plt = _plt()
+    plt = pyplot()
     runs = _as_runs(runs)
     labels = _labels(runs, labels)
     ncol = 3 if len(panels) > 4 else 2
@@ -114,13 +119,13 @@ def plot_evolution(runs, labels=None, panels=EVOLUTION_PANELS, path=None, title=
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_metric_grid(runs, key="eig_max", labels=None, path=None, title=None, sharey=False):
     """One panel per run of a single tracked quantity (seed 000 Figs. 7 and 9:
     the top eigenvalue for several batch sizes, full-batch GD last)."""
-    plt = _plt()
+    plt = pyplot()
     runs = _as_runs(runs)
     labels = _labels(runs, labels)
     n = len(runs)
@@ -139,7 +144,7 @@ def plot_metric_grid(runs, key="eig_max", labels=None, path=None, title=None, sh
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_spectra_stages(run, steps=None, num_stages=4, bins=60, path=None, title=None):
@@ -151,7 +156,7 @@ def plot_spectra_stages(run, steps=None, num_stages=4, bins=60, path=None, title
         steps: tracked steps to show (default: ``num_stages`` spread over the run).
         bins: histogram bins (log-scaled counts).
     """
-    plt = _plt()
+    plt = pyplot()
     (run,) = _as_runs(run)
     spectra = run.spectra()
     if not spectra:
@@ -172,7 +177,7 @@ def plot_spectra_stages(run, steps=None, num_stages=4, bins=60, path=None, title
     axes[0, 0].set_ylabel("count")
     fig.suptitle(title or f"Hessian spectra during training — {run.label}", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_fd_error(h, errors, reference=None, labels=None, path=None, title=None):
@@ -186,7 +191,7 @@ def plot_fd_error(h, errors, reference=None, labels=None, path=None, title=None)
             of all exact Hessian elements).
         labels: ``k`` curve labels.
     """
-    plt = _plt()
+    plt = pyplot()
     h = np.asarray(h, dtype=float)
     E = np.atleast_2d(np.asarray(errors, dtype=float))
     if E.shape[1] != h.size:
@@ -206,7 +211,7 @@ def plot_fd_error(h, errors, reference=None, labels=None, path=None, title=None)
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_hessian_time(num_params, times: dict, path=None, title=None):
@@ -216,7 +221,7 @@ def plot_hessian_time(num_params, times: dict, path=None, title=None):
         num_params: ``(m,)`` parameter counts.
         times: ``{method label: (m,) seconds}`` (NaN for not measured).
     """
-    plt = _plt()
+    plt = pyplot()
     p = np.asarray(num_params, dtype=float)
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for lab, t in times.items():
@@ -232,12 +237,12 @@ def plot_hessian_time(num_params, times: dict, path=None, title=None):
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_loss_surface(alphas, betas, Z, path=None, title=None, log=True):
     """3-D surface and contour map of :func:`pyodejl.experiments.loss_surface` output (seed 003 Fig. 1)."""
-    plt = _plt()
+    plt = pyplot()
     A, B = np.meshgrid(alphas, betas)
     Zp = np.log10(np.maximum(Z, 1e-300)) if log else Z
     fig = plt.figure(figsize=(9, 3.8))
@@ -255,7 +260,7 @@ def plot_loss_surface(alphas, betas, Z, path=None, title=None, log=True):
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_runs(runs, out, labels=None, surfaces=None) -> list[Path]:
@@ -282,7 +287,7 @@ def plot_runs(runs, out, labels=None, surfaces=None) -> list[Path]:
 
     def keep(fig, name):
         written.append(out / name)
-        _save(fig, out / name)
+        save_figure(fig, out / name)
         plt.close(fig)
 
     if len(runs) == 1:

@@ -37,11 +37,12 @@ compiled code. **A new term is one class** (in a module of this package)
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from pyodejl._validation import check_number
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,24 @@ class TermInputs:
 
 
 def check_weight(weight) -> float:
-    try:
-        w = float(weight)
-    except (TypeError, ValueError):
-        raise TypeError(f"a regulariser weight must be a number, got {weight!r}") from None
-    if not (math.isfinite(w) and w >= 0):
-        raise ValueError(f"a regulariser weight must be finite and >= 0, got {weight!r}")
-    return w
+    return check_number(weight, "a regulariser weight", allow_zero=True)
+
+
+def updated_weights(names, current, weights: dict) -> np.ndarray:
+    """``current`` weights (one per name in ``names``) with ``weights`` ``{name: w}`` applied.
+
+    The one rule of every objective's ``set_weights``: a dict, known names only
+    (an unknown one is an error listing the known ones), each weight checked.
+    """
+    if not isinstance(weights, dict):
+        raise TypeError(f"weights must be a dict {{term name: weight}}, got {type(weights).__name__}")
+    names = list(names)
+    out = np.array(current, dtype=np.float64)
+    for name, w in weights.items():
+        if name not in names:
+            raise ValueError(f"this objective has no term named {name!r}; its terms are {names}")
+        out[names.index(name)] = check_weight(w)
+    return out
 
 
 class Regularizer:

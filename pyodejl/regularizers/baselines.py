@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental.jet import jet
 
-from pyodejl.regularizers.running import _RunningTerm
+from pyodejl._validation import check_integer
+from pyodejl.regularizers.running import RunningTerm
 
 
 def taylor_derivatives(f, t, y, order: int, f0=None):
@@ -55,7 +56,7 @@ def taylor_derivatives(f, t, y, order: int, f0=None):
     return d
 
 
-class TaylorDerivative(_RunningTerm):
+class TaylorDerivative(RunningTerm):
     """TayNODE: R_K = mean over trajectories of ∫ ‖dᴷy/dtᴷ‖² dt (Kelly et al. 2020).
 
     dᴷy/dtᴷ is the K-th total derivative along the flow (for y' = Ay it is
@@ -73,9 +74,7 @@ class TaylorDerivative(_RunningTerm):
 
     def __init__(self, weight: float = 1.0, order: int = 2):
         super().__init__(weight)
-        if isinstance(order, bool) or int(order) != order or order < 1:
-            raise ValueError(f"order K must be an integer >= 1, got {order!r}")
-        self.order = int(order)
+        self.order = check_integer(order, "order K")
 
     def static_key(self):
         return (self.order,)
@@ -117,8 +116,7 @@ class RandomEndTime:
             raise TypeError(f"b must be a number, got {b!r}") from None
         if not (math.isfinite(b) and b > 0):
             raise ValueError(f"b must be positive and finite, got {b!r}")
-        if isinstance(seed, bool) or int(seed) != seed or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        seed = check_integer(seed, "seed", minimum=0)
         self.b, self.seed, self.every = b, int(seed), bool(every)
 
     def __repr__(self):
@@ -126,8 +124,7 @@ class RandomEndTime:
 
     def end_time(self, T: float, step: int) -> float:
         """T' = T + (2u − 1)·b, u ~ U[0, 1) from ``(seed, step)``."""
-        if isinstance(step, bool) or int(step) != step or step < 0:
-            raise ValueError(f"step must be a non-negative integer, got {step!r}")
+        check_integer(step, "step", minimum=0)
         u = np.random.default_rng([self.seed, int(step)]).random()
         return float(T + (2.0 * u - 1.0) * self.b)
 

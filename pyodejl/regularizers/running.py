@@ -23,15 +23,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pyodejl._validation import check_integer
 from pyodejl.regularizers.base import Regularizer, has_running_cost, noise_dim
 
 
-class _RunningTerm(Regularizer):
+class RunningTerm(Regularizer):
+    """Base of the running-cost terms: R = mean over trajectories of the integral the solve
+    accumulated for the term (``inputs.running``)."""
+
     def value(self, inputs):
         return jnp.mean(inputs.running)
 
 
-class RunningCost(_RunningTerm):
+class RunningCost(RunningTerm):
     """R = mean over trajectories of ∫ g(t, y; θ_vf) dt, for any pure JAX ``g``.
 
     Args:
@@ -55,7 +59,7 @@ class RunningCost(_RunningTerm):
         return self.fn(t, y, theta_vf)
 
 
-class KineticEnergy(_RunningTerm):
+class KineticEnergy(RunningTerm):
     """R = mean over trajectories of ∫ ‖f(t, y; θ)‖² dt (RNODE's kinetic energy).
 
     Finlay, Jacobsen, Nurbekyan & Oberman (2020), *How to train your neural
@@ -71,7 +75,7 @@ class KineticEnergy(_RunningTerm):
         return jnp.sum(f * f)
 
 
-class JacobianFrobenius(_RunningTerm):
+class JacobianFrobenius(RunningTerm):
     """R = mean over trajectories of ∫ ‖εᵀ ∂f/∂y‖² dt, ε ~ N(0, I) fixed per trajectory.
 
     Hutchinson's estimator of ∫ ‖∂f/∂y‖²_F dt (unbiased over ε), RNODE's
@@ -89,9 +93,7 @@ class JacobianFrobenius(_RunningTerm):
 
     def __init__(self, weight: float = 1.0, seed: int = 0):
         super().__init__(weight)
-        if isinstance(seed, bool) or int(seed) != seed or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = check_integer(seed, "seed", minimum=0)
 
     def __repr__(self):
         return f"JacobianFrobenius(weight={self.weight}, seed={self.seed})"

@@ -19,23 +19,11 @@ with λ₁ > λ₀.
 
 from __future__ import annotations
 
-import math
-
-
-def _positive(name, value):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {value!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
-    return v
+from pyodejl._validation import check_integer, check_number
 
 
 def _step(k) -> int:
-    if isinstance(k, bool) or int(k) != k or k < 0:
-        raise ValueError(f"a training step must be a non-negative integer, got {k!r}")
-    return int(k)
+    return check_integer(k, "a training step", minimum=0)
 
 
 class Constant:
@@ -72,11 +60,9 @@ class ExponentialDecay:
     """
 
     def __init__(self, start: float, end: float, steps: int):
-        self.start = _positive("start", start)
-        self.end = _positive("end", end)
-        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
-        self.steps = int(steps)
+        self.start = check_number(start, "start")
+        self.end = check_number(end, "end")
+        self.steps = check_integer(steps, "steps")
 
     def __call__(self, k: int) -> float:
         k = min(_step(k), self.steps)

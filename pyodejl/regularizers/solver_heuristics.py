@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import jit, to_device
+from pyodejl._validation import check_integer
 from pyodejl.regularizers.base import Regularizer
 from pyodejl.solving.adaptive_rk import initial_step
 from pyodejl.solving.explicit_rk import rk_step_record
@@ -220,8 +221,7 @@ class _LocalHeuristic(Regularizer):
             raise ValueError(f"unknown sampling {sampling!r}; expected one of {list(SAMPLINGS)}")
         if step not in STEP_RULES:
             raise ValueError(f"unknown step rule {step!r}; expected one of {list(STEP_RULES)}")
-        if isinstance(seed, bool) or int(seed) != seed or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        check_integer(seed, "seed", minimum=0)
         if t_reg is not None:
             t_reg = float(t_reg)
             if not np.isfinite(t_reg):

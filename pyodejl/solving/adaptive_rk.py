@@ -60,8 +60,9 @@ def _next_stop(t, ts):
 
 
 def _ulps_below(t, n: int):
-    """The float64 n representable numbers below t (t > 0 or t < 0): Diffrax's end-clip floor."""
-    bits = jax.lax.bitcast_convert_type(t, jnp.int64)
+    """The n representable numbers below t in t's precision (t > 0 or t < 0): Diffrax's end-clip floor."""
+    # the integer of t's width (int32 under PYODEJL_NO_X64's float32), so the bits are t's own
+    bits = jax.lax.bitcast_convert_type(t, jnp.int64 if t.dtype == jnp.float64 else jnp.int32)
     return jax.lax.bitcast_convert_type(jnp.where(t > 0, bits - n, bits + n), t.dtype)
 
 

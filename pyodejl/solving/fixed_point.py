@@ -12,7 +12,8 @@ steady-state event uses for the continuous DEQ)::
     rms(f(z) − z) <= atol + rtol · rms(z)
 
 ``rms`` is the root-mean-square over all entries. The residual history records
-``rms(f(z_k) − z_k)`` at every iterate (NaN past the last).
+``rms(f(z_k) − z_k)`` at the initial state and after every accepted iteration, with
+no gaps (a continuous DEQ's rejected steps leave no entry); it is NaN past the last.
 
 ==================  ==================================================================
 ``"fixed-point"``   damped Picard iteration z ← z + β (f(z) − z).
@@ -47,17 +48,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pyodejl._validation import check_integer, check_number
+
 
 class FixedPointInfo(NamedTuple):
     """The outcome of one equilibrium solve (a pytree of arrays).
 
     Attributes:
-        z: final state, shaped like the initial state.
-        residuals: ``(max_steps + 1,)``; ``rms(f(z_k) − z_k)`` for k = 0 … steps, NaN after.
-        z: the iterate with the smallest residual.
-        steps: iterations taken (accepted steps for ``steady-state``).
+        z: the iterate with the smallest residual, shaped like the initial state.
+        residuals: ``(max_steps + 1,)``; ``rms(f(z_k) − z_k)`` at the initial state (k = 0)
+            and after each accepted iteration k = 1 … ``accepted``, NaN after.
+        steps: iterations taken (accepted and rejected steps for ``steady-state``).
         nfe: evaluations of f (for ``newton-krylov`` without its Jacobian-vector products).
         converged: whether the convergence criterion holds at ``z``.
+        accepted: iterations that produced a new state: ``steps`` for the iterative
+            solvers, the accepted steps for ``steady-state`` (a rejected step leaves
+            the state, and so the history, unchanged).
     """
 
     z: jax.Array
@@ -65,22 +71,11 @@ class FixedPointInfo(NamedTuple):
     steps: jax.Array
     nfe: jax.Array
     converged: jax.Array
+    accepted: jax.Array
 
 
 def rms(x):
     return jnp.sqrt(jnp.mean(jnp.square(x)))
-
-
-def _check_tolerances(rtol, atol):
-    for name, v in (("tol", rtol), ("atol", atol)):
-        if not (isinstance(v, (int, float, np.floating)) and np.isfinite(v) and v > 0):
-            raise ValueError(f"{name} must be a positive number, got {v!r}")
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _check_damping(beta):
@@ -134,7 +129,7 @@ class _IterativeSolver:
         carry = (jnp.asarray(0), z0, fz0, self._init(z0, fz0), (z0, fz0, r0), hist, done0, jnp.asarray(False))
         k, z, fz, _, (bz, bfz, br), hist, done, _ = jax.lax.while_loop(cond, body, carry)
         converged = br <= atol + rtol * rms(bz)
-        return FixedPointInfo(bz, hist, k, 1 + self.evals_per_step * k, converged)
+        return FixedPointInfo(bz, hist, k, 1 + self.evals_per_step * k, converged, k)
 
     def __repr__(self):
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -189,7 +184,7 @@ class Anderson(_IterativeSolver):
     resets = True
 
     def __init__(self, m: int = 5, damping: float = 1.0, regularization: float = 1e-10):
-        self.m = _check_positive_int(m, "m")
+        self.m = check_integer(m, "m")
         self.damping = _check_damping(damping)
         self.regularization = float(regularization)
 
@@ -273,7 +268,7 @@ class LBroyden(_IterativeSolver):
     resets = True
 
     def __init__(self, m: int = 10):
-        self.m = _check_positive_int(m, "m")
+        self.m = check_integer(m, "m")
 
     def _init(self, z, fz):
         n = z.size
@@ -314,10 +309,9 @@ class NewtonKrylov(_IterativeSolver):
     evals_per_step = 2
 
     def __init__(self, krylov_rtol: float = 1e-8, restart: int = 20, krylov_max_steps: int = 200):
-        _check_tolerances(krylov_rtol, krylov_rtol)
-        self.krylov_rtol = float(krylov_rtol)
-        self.restart = _check_positive_int(restart, "restart")
-        self.krylov_max_steps = _check_positive_int(krylov_max_steps, "krylov_max_steps")
+        self.krylov_rtol = check_number(krylov_rtol, "krylov_rtol")
+        self.restart = check_integer(restart, "restart")
+        self.krylov_max_steps = check_integer(krylov_max_steps, "krylov_max_steps")
 
     def _newton(self):
         import lineax as lx
@@ -348,20 +342,24 @@ class SteadyState:
     it stops exactly when ``rms(f(z) − z) <= atol + rtol · rms(z)``.
 
     Args:
-        ode_solver: ``"tsit5"`` (default), ``"dopri5"``, ``"bosh3"`` or ``"dopri8"``.
+        ode_solver: ``"tsit5"`` (default), ``"dopri5"``, ``"bosh3"`` or ``"dopri8"``: an
+            adaptive explicit Runge–Kutta pair of :data:`pyodejl.SOLVERS`.
 
     ``steps`` counts accepted and rejected steps; ``nfe`` counts the Runge–Kutta
-    stage evaluations (FSAL-aware) plus the two of the initial step-size choice,
-    not the residual recorded once per step for the history.
+    stage evaluations of every attempted step (``Solver.evaluations_per_step()`` of
+    the registry, FSAL-aware) plus the two of the initial step-size choice and the
+    residual at z₀, not the residual recorded once per accepted step for the history.
+    The history has one entry per accepted step (Diffrax saves accepted steps only).
     """
 
     name = "steady-state"
-    _SOLVERS = {"tsit5": ("Tsit5", 6), "dopri5": ("Dopri5", 6), "bosh3": ("Bosh3", 3), "dopri8": ("Dopri8", 12)}
 
     def __init__(self, ode_solver: str = "tsit5"):
-        if ode_solver not in self._SOLVERS:
-            known = sorted(self._SOLVERS)
-            raise ValueError(f"unknown ODE solver {ode_solver!r} for a continuous DEQ; expected one of {known}")
+        from pyodejl.solving.solvers import SOLVERS
+
+        usable = sorted(n for n, s in SOLVERS.items() if s.adaptive and s.tableau is not None)
+        if ode_solver not in usable:
+            raise ValueError(f"unknown ODE solver {ode_solver!r} for a continuous DEQ; expected one of {usable}")
         self.ode_solver = ode_solver
 
     def __repr__(self):
@@ -377,7 +375,9 @@ class SteadyState:
         import diffrax
         import optimistix as optx
 
-        cls, evals = self._SOLVERS[self.ode_solver]
+        from pyodejl.solving.solvers import SOLVERS
+
+        spec = SOLVERS[self.ode_solver]
         term = diffrax.ODETerm(lambda t, z, args: f(z) - z)
         controller = diffrax.PIDController(rtol=rtol, atol=atol, norm=optx.rms_norm)
         event = diffrax.Event(diffrax.steady_state_event(rtol=rtol, atol=atol, norm=optx.rms_norm))
@@ -388,7 +388,7 @@ class SteadyState:
             )
         )
         sol = diffrax.diffeqsolve(
-            term, getattr(diffrax, cls)(), 0.0, jnp.inf, None, z0,
+            term, spec.make(rtol, atol), 0.0, jnp.inf, None, z0,
             stepsize_controller=controller, event=event, saveat=saveat,
             max_steps=max_steps, throw=False, adjoint=diffrax.DirectAdjoint(),
         )
@@ -396,11 +396,11 @@ class SteadyState:
         steps = sol.stats["num_steps"]
         accepted = sol.stats["num_accepted_steps"]
         r0 = rms(f(z0) - z0)
-        hist = jnp.concatenate([r0[None], sol.ys[1]])[: max_steps + 1]
-        hist = jnp.where(jnp.isfinite(hist), hist, jnp.nan)
+        # Diffrax fills the slots past the last accepted step with inf: the history's padding is NaN.
+        saved = jnp.where(jnp.arange(max_steps) < accepted, sol.ys[1], jnp.nan)
+        hist = jnp.concatenate([r0[None], saved])
         converged = rms(f(z) - z) <= atol + rtol * rms(z)
-        del accepted
-        return FixedPointInfo(z, hist, steps, 1 + 2 + evals * steps, converged)
+        return FixedPointInfo(z, hist, steps, 1 + 2 + spec.evaluations_per_step() * steps, converged, accepted)
 
 
 FIXED_POINT_SOLVERS = {

@@ -21,8 +21,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from pyodejl._validation import check_traced_inputs, check_traced_theta
 from pyodejl.models.mlp import activation_fn
-from pyodejl.models.resnet import ResNet, _check_inputs, _check_theta
+from pyodejl.models.resnet import ResNet
 from pyodejl.stiffness.measures import MEASURES, UNCHECKED
 
 __all__ = ["layer_jacobians", "jacobians_at", "layer_stiffness", "total_layer_stiffness"]
@@ -45,8 +46,8 @@ def layer_jacobians(resnet: ResNet, theta, inputs):
         ``(depth, B, width, width)`` (or ``(depth, width, width)`` for one input).
     """
     _check_resnet(resnet)
-    theta = _check_theta(theta, resnet.num_params)
-    inputs = _check_inputs(inputs, resnet.in_dim)
+    theta = check_traced_theta(theta, resnet.num_params)
+    inputs = check_traced_inputs(inputs, resnet.in_dim)
     if isinstance(theta, jax.core.Tracer):
         theta = eqx.error_if(theta, ~jnp.all(jnp.isfinite(theta)), "theta contains NaN or inf")
     if isinstance(inputs, jax.core.Tracer):

@@ -59,6 +59,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pyodejl._validation import check_integer, check_number
+
 __all__ = [
     "MEASURES",
     "SPECTRAL_RADIUS_METHODS",
@@ -110,10 +112,7 @@ def _check_square(shape, name):
 def _rtol(J, rtol):
     if rtol is None:
         return 1000.0 * J.shape[-1] * float(jnp.finfo(J.dtype).eps)
-    rtol = float(rtol)
-    if not (np.isfinite(rtol) and rtol >= 0):
-        raise ValueError(f"rtol must be a non-negative finite number, got {rtol!r}")
-    return rtol
+    return check_number(rtol, "rtol", allow_zero=True)
 
 
 def _fro(J):
@@ -307,12 +306,12 @@ def _unchecked_spectral_radius(J, method="eig", iterations=None, seed=0, *, tol=
     if method == "eig":
         return _eig_radius(J)
     if method == "power":
-        iterations = DEFAULT_POWER_ITERATIONS if iterations is None else _positive_int(iterations, "iterations")
+        iterations = DEFAULT_POWER_ITERATIONS if iterations is None else check_integer(iterations, "iterations")
         rho, change = _power(J, iterations, seed)
         if return_info:
             return rho, PowerInfo(change, change <= tol, iterations)
         return rho
-    iterations = DEFAULT_GELFAND_SQUARINGS if iterations is None else _positive_int(iterations, "iterations", zero=True)
+    iterations = DEFAULT_GELFAND_SQUARINGS if iterations is None else check_integer(iterations, "iterations", minimum=0)
     if jnp.iscomplexobj(J):
         return _gelfand_autodiff(J, iterations)
     return _gelfand(J, iterations)
@@ -321,13 +320,6 @@ def _unchecked_spectral_radius(J, method="eig", iterations=None, seed=0, *, tol=
 @jax.jit
 def _eig_radius(J):
     return jnp.max(_modulus(_eigvals(J)), axis=-1)
-
-
-def _positive_int(value, name, zero=False):
-    lo = 0 if zero else 1
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return int(value)
 
 
 def _power(J, iterations, seed):

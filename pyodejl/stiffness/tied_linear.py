@@ -52,10 +52,10 @@ evaluated by :func:`continuous_gradient` with ``scipy.linalg.expm``.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import scipy.linalg
+
+from pyodejl._validation import check_integer, check_number
 
 __all__ = [
     "continuous_gradient",
@@ -85,11 +85,9 @@ def _setup(W, x0, y=None, T=1.0, N=None):
     for name, a in arrays:
         if not np.all(np.isfinite(a)):
             raise ValueError(f"{name} contains NaN or inf")
-    T = float(T)
-    if not (math.isfinite(T) and T > 0):
-        raise ValueError(f"T must be positive and finite, got {T}")
-    if N is not None and (isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 1):
-        raise ValueError(f"N must be an integer >= 1, got {N!r}")
+    T = check_number(T, "T")
+    if N is not None:
+        N = check_integer(N, "N")
     return W, x0, y, T, scalar
 
 

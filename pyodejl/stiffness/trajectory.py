@@ -21,12 +21,12 @@ code declare the problem stiff.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import jax
 import numpy as np
 
+from pyodejl._validation import check_integer, check_number
 from pyodejl.models.neural_ode import NeuralODE
 from pyodejl.solving.steps import shampine_stiffness
 
@@ -69,12 +69,6 @@ class TrajectoryStiffnessResult:
         if self.eigenvalues is None:
             raise ValueError("this result was computed with eigenvalues=False; it has no spectra")
         return np.max(np.abs(self.eigenvalues), axis=-1)
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def hairer_detector(
@@ -125,15 +119,10 @@ def hairer_detector(
             raise ValueError(f"{name} contains NaN or inf")
         if np.any(x < 0):
             raise ValueError(f"{name} must be non-negative, got a minimum of {x.min()}")
-    try:
-        threshold = float(threshold)
-    except (TypeError, ValueError):
-        raise TypeError(f"threshold must be a positive number, got {threshold!r}") from None
-    if not (math.isfinite(threshold) and threshold > 0):
-        raise ValueError(f"threshold must be positive and finite, got {threshold}")
-    fire_after = _check_int("fire_after", fire_after, 1)
-    reset_after = _check_int("reset_after", reset_after, 1)
-    check_every = _check_int("check_every", check_every, 1)
+    threshold = check_number(threshold, "threshold")
+    fire_after = check_integer(fire_after, "fire_after")
+    reset_after = check_integer(reset_after, "reset_after")
+    check_every = check_integer(check_every, "check_every")
 
     stiff = nonstiff = 0
     for j, hl in enumerate(dt * est):
