@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import jit, to_device
+from pyodejl._sharding import to_host
 from pyodejl.derivatives.autodiff import value_and_grad
 from pyodejl.derivatives.objective import Objective
 from pyodejl.models.deq import DEQ, EquilibriumError, EquilibriumSolution
@@ -345,6 +346,10 @@ class EquilibriumLoss(Objective):
             (``"implicit"``, default, or ``"unrolled"``); ``"jfb"``/``"phantom"``
             allow ``grad`` only.
         jacobian_regularizer: an optional :class:`JacobianRegularizer`.
+        devices: JAX devices to split the batch over (inputs and every ``data``
+            leaf with leading axis B; θ replicated): None or 1 (default: one
+            device), a count n or a list of devices; B must be divisible by
+            their number (see :mod:`pyodejl._sharding`).
 
     θ layout: ``[DEQ (cell, encoder, skip predictor), extra]``. The Skip penalty
     of ``deq.skip`` is added automatically. Interface as every
@@ -357,7 +362,7 @@ class EquilibriumLoss(Objective):
     default_gradient_method = "implicit"
 
     def __init__(self, deq: DEQ, inputs, cost: Callable, num_extra_params: int = 0, *, data=None,
-                 derivative="implicit", jacobian_regularizer: JacobianRegularizer | None = None):
+                 derivative="implicit", jacobian_regularizer: JacobianRegularizer | None = None, devices=None):
         if not isinstance(deq, DEQ):
             raise TypeError(f"deq must be a pyodejl.DEQ or ContinuousDEQ, got {type(deq).__name__}")
         if isinstance(num_extra_params, bool) or int(num_extra_params) != num_extra_params or num_extra_params < 0:
@@ -379,9 +384,22 @@ class EquilibriumLoss(Objective):
         d = jax.eval_shape(lambda th, x: deq.prepare(th, x)[2], jax.ShapeDtypeStruct((deq.num_params,), jnp.float64),
                            jax.ShapeDtypeStruct(self.inputs.shape, jnp.float64)).shape
         self._probes = to_device(jacobian_regularizer.probes(d) if jacobian_regularizer else np.zeros((1, *d)))
-        self._inputs = to_device(self.inputs)
-        self._data = jax.tree_util.tree_map(to_device, data) if data is not None else None
         self._current = None
+        self.place(devices)
+
+    def place(self, devices):
+        """Split the batch over ``devices`` (in place; returns self), as the constructor's ``devices``.
+
+        Args:
+            devices: None or 1 (one device), a count n or a list of devices.
+        """
+        from pyodejl._sharding import batch_placement, resolve_devices
+
+        self.devices = resolve_devices(devices)
+        put = batch_placement(self.devices, self.inputs.shape[0])
+        self._inputs = put(self.inputs)
+        self._data = put(self.data) if self.data is not None else None
+        return self
 
     # ---- hooks ----------------------------------------------------------------
     def loss_function(self, gradient=None) -> EquilibriumLossFunction:
@@ -416,7 +434,7 @@ class EquilibriumLoss(Objective):
             raise EquilibriumError(_failure(sol))
 
     def raise_if_failed(self, out):
-        out = np.asarray(out)
+        out = to_host(out)
         if not np.all(np.isfinite(out)):
             if self._current is not None:
                 self._explain_failure(self._current)

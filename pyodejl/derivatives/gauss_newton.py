@@ -68,6 +68,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import jit, to_device
+from pyodejl._sharding import to_host
 from pyodejl.derivatives.methods import _HessianMethod
 from pyodejl.derivatives.operator import HessianOperator
 from pyodejl.solving.integrate import grid_states_jax
@@ -387,7 +388,7 @@ def per_sample_gradients(objective, theta, *, return_values=False):
     theta = objective.check_theta(theta)
     sample_loss, shared, per_sample, N, value = _per_sample(objective, theta)
     vals, grads = _sample_values_and_grads(sample_loss, to_device(theta), shared, per_sample)
-    vals, grads = np.asarray(vals), objective.raise_if_failed(np.asarray(grads))
+    vals, grads = to_host(vals), objective.raise_if_failed(grads)
     scale = _reduction_scale(vals, value, N)
     return (grads * scale, vals * scale) if return_values else grads * scale
 
