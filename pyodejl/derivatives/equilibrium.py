@@ -315,15 +315,24 @@ class EquilibriumLossFunction:
     with_data: bool
     jacobian_weight: float
 
-    def __call__(self, theta, inputs, data, probes):
+    def equilibrium_state(self, theta, inputs):
+        """``(z*, θ_extra, θ_cell, θ_skip, x̃)``: z* ``(B, d)`` differentiable by ``gradient``."""
         deq = self.deq
         p = deq.num_params
         th_deq, extra = theta[:p], theta[p:]
         th_cell, th_enc, th_skip = deq.split(th_deq)
         xe = deq.encode(th_enc, inputs)
         z0 = deq.initial_state(th_cell, th_skip, xe)
-        z = self.gradient(deq, th_cell, xe, z0)
-        loss = self.cost(z, extra, data) if self.with_data else self.cost(z, extra)
+        return self.gradient(deq, th_cell, xe, z0), extra, th_cell, th_skip, xe
+
+    def data_term(self, z, extra, data):
+        """The cost alone (no Skip or Jacobian penalty)."""
+        return self.cost(z, extra, data) if self.with_data else self.cost(z, extra)
+
+    def __call__(self, theta, inputs, data, probes):
+        deq = self.deq
+        z, extra, th_cell, th_skip, xe = self.equilibrium_state(theta, inputs)
+        loss = self.data_term(z, extra, data)
         if deq.skip is not None and deq.skip.weight > 0:
             loss = loss + deq.skip.penalty(deq, th_cell, th_skip, z, xe)
         if self.jacobian_weight > 0:

@@ -259,6 +259,31 @@ class MinibatchObjective(Objective):
 
         return HessianOperator(apply, self.num_params, name)
 
+    # ---- Gauss–Newton and Fisher: weighted sums of the parts' ----------------------
+    def ggn_operator(self, theta, *, chunk_size=None) -> HessianOperator:
+        """G = Σᵢ wᵢ Gᵢ, the parts' generalised Gauss–Newton matrices
+        (:func:`pyodejl.derivatives.gauss_newton.ggn_operator`), part by part."""
+        theta = self.check_theta(theta)
+        return self._weighted_operator([part.ggn_operator(theta, chunk_size=chunk_size) for part in self.parts],
+                                       "ggn")
+
+    def ggn(self, theta, *, chunk_size=None) -> np.ndarray:
+        """The dense G = Σᵢ wᵢ Gᵢ ``(p, p)``; for small p."""
+        theta = self.check_theta(theta)
+        return self._mean(lambda part: part.ggn(theta, chunk_size=chunk_size))
+
+    def empirical_fisher_operator(self, theta) -> HessianOperator:
+        """F = Σᵢ wᵢ Fᵢ, the parts' empirical Fishers (with the parts' sample counts as
+        weights, the mean of g_n g_nᵀ over every sample); each part's gradients kept."""
+        theta = self.check_theta(theta)
+        return self._weighted_operator([part.empirical_fisher_operator(theta) for part in self.parts],
+                                       "empirical-fisher")
+
+    def empirical_fisher(self, theta) -> np.ndarray:
+        """The dense F = Σᵢ wᵢ Fᵢ ``(p, p)``."""
+        theta = self.check_theta(theta)
+        return self._mean(lambda part: part.empirical_fisher(theta))
+
     def stats(self, theta):
         """Solve statistics summed over the parts (ODE parts only)."""
         if not self.is_ode:
