@@ -57,3 +57,36 @@ def test_launcher_kills_processes_past_the_timeout():
     mp = _launcher()
     with pytest.raises(RuntimeError, match="did not finish within"):
         mp.launch(processes=2, devices_per_process=2, timeout=1.0, names=("trajectory",))
+
+
+def test_devices_bad_input_on_minibatch_and_equilibrium():
+    """The new devices= arguments refuse what cannot be placed, naming the problem."""
+    import jax
+    import numpy as np
+
+    import pyodejl as pj
+
+    n = jax.device_count() + 1
+    ts = np.linspace(0, 1, 3)
+    model = pj.NeuralODE(pj.MLP([2, 3, 2], "tanh"))
+    part = pj.TrajectoryLoss(model, ts=ts, y0=np.ones((2, 2)), targets=np.zeros((2, 3, 2)))
+    with pytest.raises(ValueError, match=f"devices={n} but only"):
+        pj.MinibatchObjective([part], devices=n)
+    with pytest.raises(TypeError, match="no place"):
+        pj.MinibatchObjective([_NoPlace(part)], devices=1)
+    deq = pj.DEQ(pj.MLPCell(3, 3), encoder=pj.Dense((2, 3), "tanh"))
+    with pytest.raises(ValueError, match=f"devices={n} but only"):
+        pj.EquilibriumLoss(deq, np.ones((4, 2)), lambda z, e: z.sum(), devices=n)
+
+
+class _NoPlace:
+    """An objective-like part without place(): duck-typed parts are allowed, but not sharded."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.num_params = inner.num_params
+
+    def __getattr__(self, name):
+        if name == "place":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
