@@ -11,6 +11,12 @@ single-device numbers up to the order of floating-point reductions. The same
 code runs on one CPU, on several GPUs of one host, or on several hosts after
 ``jax.distributed.initialize()`` (then ``jax.devices()`` lists every host's
 devices and every process builds the same objective with the same data).
+
+Across processes a process holds only its own devices' shards, so NumPy's
+conversion of a batch-sharded result fails; every result crosses to the host
+through :func:`to_host`, which gathers such arrays on every process (a
+collective: every process makes the same calls in the same order, as they do
+when they all run the same program).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-__all__ = ["resolve_devices", "batch_placement"]
+__all__ = ["resolve_devices", "batch_placement", "to_host"]
 
 
 def resolve_devices(devices):
@@ -72,3 +78,26 @@ def batch_placement(devices, batch_size: int):
         return jax.device_put(x, split if (x.ndim >= 1 and x.shape[0] == batch_size) else whole)
 
     return lambda tree: jax.tree_util.tree_map(put, tree)
+
+
+def _host_array(x):
+    if not isinstance(x, jax.Array):
+        return np.asarray(x)
+    if x.is_fully_addressable or x.is_fully_replicated:
+        # one process's devices hold it all, or every device a full copy: read it here
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def to_host(tree):
+    """NumPy copies of the JAX arrays in ``tree``, on every process.
+
+    Single-process arrays and arrays replicated on every device are read from
+    a local copy; an array sharded across processes (e.g. per-trajectory
+    states of a batch split over several hosts) is gathered with
+    ``jax.experimental.multihost_utils.process_allgather``, which every process
+    must reach. Other leaves pass through ``np.asarray``.
+    """
+    return jax.tree_util.tree_map(_host_array, tree)

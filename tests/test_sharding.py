@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 SCRIPT = textwrap.dedent(
-    """
+    r"""
     import json, numpy as np, pyodejl as pj
     from pyodejl import spectral
     out = {}
@@ -46,6 +46,19 @@ SCRIPT = textwrap.dedent(
         except ValueError as e:
             errors[str(kw["devices"]) + "_" + str(len(args["y0"]))] = str(e)
     out["errors"] = errors
+    # the compiled gradient of a batch of 16 (state width 2): per-device state shapes
+    import re
+    from pyodejl._jit import to_device
+    from pyodejl.derivatives.autodiff import value_and_grad
+    y16 = rng.normal(size=(16, 2))
+    t16 = np.stack([np.stack([np.cos(ts + k), np.sin(ts)], 1) for k in range(16)])
+    shapes = {}
+    for n in (1, 4):
+        obj = pj.TrajectoryLoss(model, ts=ts, y0=y16, targets=t16, devices=n)
+        fn, args = obj.direct_function(theta)
+        hlo = value_and_grad.lower(fn, to_device(theta), args).compile().as_text()
+        shapes[n] = sorted(set(re.findall(r"f64\[(\d+),2\]", hlo)), key=int)
+    out["state_shapes"] = shapes
     print("RESULT" + json.dumps(out))
     """
 )
@@ -69,3 +82,12 @@ def test_sharded_products_equal_single_device(sharded):
 def test_sharding_bad_input(sharded):
     assert "only 4 JAX device" in sharded["errors"]["8_8"]
     assert "does not split evenly over 4 devices" in sharded["errors"]["4_6"]
+
+
+def test_sharded_program_is_partitioned(sharded):
+    """Each of 4 devices holds 16 / 4 = 4 trajectories in the compiled gradient: the
+    states (n, 2) appear with n = 4 and never with the whole batch n = 16, which the
+    one-device program (the control) does carry."""
+    one, four = sharded["state_shapes"]["1"], sharded["state_shapes"]["4"]
+    assert "16" in one and "4" not in one
+    assert "4" in four and "16" not in four

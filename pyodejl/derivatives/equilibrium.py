@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import jit, to_device
+from pyodejl._sharding import to_host
 from pyodejl._validation import check_integer, check_number
 from pyodejl.derivatives.autodiff import value_and_grad
 from pyodejl.derivatives.objective import Objective
@@ -351,19 +352,28 @@ class EquilibriumLossFunction:
     jacobian: bool
     weights: tuple | None = None
 
-    def __call__(self, theta, inputs, data, probes, weights=None):
-        if weights is None:
-            if self.weights is None:
-                raise TypeError("this loss function has no weights of its own: pass weights=(skip, jacobian)")
-            weights = jnp.asarray(self.weights, dtype=theta.dtype)
+    def equilibrium_state(self, theta, inputs):
+        """``(z*, θ_extra, θ_cell, θ_skip, x̃)``: z* ``(B, d)`` differentiable by ``gradient``."""
         deq = self.deq
         p = deq.num_params
         th_deq, extra = theta[:p], theta[p:]
         th_cell, th_enc, th_skip = deq.split(th_deq)
         xe = deq.encode(th_enc, inputs)
         z0 = deq.initial_state(th_cell, th_skip, xe)
-        z = self.gradient(deq, th_cell, xe, z0)
-        loss = self.cost(z, extra, data) if self.with_data else self.cost(z, extra)
+        return self.gradient(deq, th_cell, xe, z0), extra, th_cell, th_skip, xe
+
+    def data_term(self, z, extra, data):
+        """The cost alone (no Skip or Jacobian penalty)."""
+        return self.cost(z, extra, data) if self.with_data else self.cost(z, extra)
+
+    def __call__(self, theta, inputs, data, probes, weights=None):
+        if weights is None:
+            if self.weights is None:
+                raise TypeError("this loss function has no weights of its own: pass weights=(skip, jacobian)")
+            weights = jnp.asarray(self.weights, dtype=theta.dtype)
+        deq = self.deq
+        z, extra, th_cell, th_skip, xe = self.equilibrium_state(theta, inputs)
+        loss = self.data_term(z, extra, data)
         if deq.skip is not None:
             loss = loss + weights[0] * deq.skip.penalty(deq, th_cell, th_skip, z, xe)
         if self.jacobian:
@@ -386,6 +396,10 @@ class EquilibriumLoss(Objective):
             (``"implicit"``, default, or ``"unrolled"``); ``"jfb"``/``"phantom"``
             allow ``grad`` only.
         jacobian_regularizer: an optional :class:`JacobianRegularizer`.
+        devices: JAX devices to split the batch over (inputs and every ``data``
+            leaf with leading axis B; θ replicated): None or 1 (default: one
+            device), a count n or a list of devices; B must be divisible by
+            their number (see :mod:`pyodejl._sharding`).
 
     θ layout: ``[DEQ (cell, encoder, skip predictor), extra]``. The Skip penalty
     of ``deq.skip`` is added automatically. The two weights, ``"skip"`` (from
@@ -404,7 +418,7 @@ class EquilibriumLoss(Objective):
     default_gradient_method = "implicit"
 
     def __init__(self, deq: DEQ, inputs, cost: Callable, num_extra_params: int = 0, *, data=None,
-                 derivative="implicit", jacobian_regularizer: JacobianRegularizer | None = None):
+                 derivative="implicit", jacobian_regularizer: JacobianRegularizer | None = None, devices=None):
         if not isinstance(deq, DEQ):
             raise TypeError(f"deq must be a pyodejl.DEQ or ContinuousDEQ, got {type(deq).__name__}")
         num_extra_params = check_integer(num_extra_params, "num_extra_params", minimum=0)
@@ -425,12 +439,25 @@ class EquilibriumLoss(Objective):
         d = jax.eval_shape(lambda th, x: deq.prepare(th, x)[2], jax.ShapeDtypeStruct((deq.num_params,), jnp.float64),
                            jax.ShapeDtypeStruct(self.inputs.shape, jnp.float64)).shape
         self._probes = to_device(jacobian_regularizer.probes(d) if jacobian_regularizer else np.zeros((1, *d)))
-        self._inputs = to_device(self.inputs)
-        self._data = jax.tree_util.tree_map(to_device, data) if data is not None else None
         skip_w = deq.skip.weight if deq.skip is not None else 0.0
         self._weights = np.array([skip_w, jacobian_regularizer.weight if jacobian_regularizer else 0.0])
         self._weights_device = to_device(self._weights)
         self._current = None
+        self.place(devices)
+
+    def place(self, devices):
+        """Split the batch over ``devices`` (in place; returns self), as the constructor's ``devices``.
+
+        Args:
+            devices: None or 1 (one device), a count n or a list of devices.
+        """
+        from pyodejl._sharding import batch_placement, resolve_devices
+
+        self.devices = resolve_devices(devices)
+        put = batch_placement(self.devices, self.inputs.shape[0])
+        self._inputs = put(self.inputs)
+        self._data = put(self.data) if self.data is not None else None
+        return self
 
     @property
     def weights(self) -> dict:
@@ -494,7 +521,7 @@ class EquilibriumLoss(Objective):
             raise EquilibriumError(_failure(sol))
 
     def raise_if_failed(self, out):
-        out = np.asarray(out)
+        out = to_host(out)
         if not np.all(np.isfinite(out)):
             if self._current is not None:
                 self._explain_failure(self._current)

@@ -29,7 +29,19 @@ data term is ``cost(θ_extra, Y, data)``):
   usual network-output GGN, PSD whenever ``loss`` is convex in F.
 
 For a :class:`pyodejl.FunctionObjective` built from ``OutputLoss(output, loss)``,
-z = ``output(θ, *args)``. Other objectives raise NotImplementedError.
+z = ``output(θ, *args)``.
+
+For an :class:`pyodejl.EquilibriumLoss` (``cost(z*, θ_extra[, data])``), z = (z*,
+θ_extra): the equilibrium ``(B, d)``, whose Jacobian J = (I − ∂f/∂z)⁻¹ ∂f/∂θ is
+the implicit-function-theorem derivative the loss's Hessians use (its JVP and,
+transposed, its VJP are Krylov solves), with the readout parameters as an
+identity output, so the readout's curvature is all in ∇²ℓ. The Skip and Jacobian
+penalties are regularisers and are left out. A loss built with an inexact
+derivative (JFB, phantom) is refused.
+
+A :class:`pyodejl.MinibatchObjective` Σᵢ wᵢ Lᵢ has G = Σᵢ wᵢ Gᵢ and F = Σᵢ wᵢ Fᵢ
+from its parts (each on its own step grid), evaluated part by part.
+Other objectives raise NotImplementedError.
 
 Products G V are a JVP through the solve (``jax.linearize``), the loss Hessian
 by forward over reverse on the cost alone, and a VJP (the transpose of the same
@@ -68,6 +80,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import jit, to_device
+from pyodejl._sharding import to_host
 from pyodejl.derivatives.methods import HessianMethod
 from pyodejl.derivatives.operator import HessianOperator
 from pyodejl.solving.integrate import grid_states_jax
@@ -187,15 +200,75 @@ class _FnOutputLoss:
         return self.fn.loss(z, *args)
 
 
+@dataclass(frozen=True)
+class _DEQOutputs:
+    """z(θ) of an equilibrium loss: (z*, θ_extra), z* by the loss's (exact) derivative."""
+
+    fn: Any  # the loss's EquilibriumLossFunction
+
+    def __call__(self, theta, inputs):
+        z, extra = self.fn.equilibrium_state(theta, inputs)[:2]
+        return (z, extra)
+
+
+@dataclass(frozen=True)
+class _DEQOutputLoss:
+    fn: Any
+
+    def __call__(self, z, data):
+        return self.fn.data_term(z[0], z[1], data)
+
+
+@dataclass(frozen=True)
+class _DEQDataTerm:
+    """The data term ℓ(z*(θ), θ_extra) of an equilibrium loss, as a loss of θ."""
+
+    fn: Any
+
+    def __call__(self, theta, inputs, data=None):
+        return _DEQOutputLoss(self.fn)(_DEQOutputs(self.fn)(theta, inputs), data)
+
+
+def _deq_function(objective):
+    """The EquilibriumLoss's pure loss, refused for derivatives that are not exact."""
+    if not objective.derivative.exact:
+        raise ValueError(
+            f"the Gauss–Newton matrix needs an exact derivative of z*, but this loss's derivative is "
+            f"{objective.derivative.name!r}; build the loss with derivative='implicit' (or 'unrolled')"
+        )
+    return objective.loss_function()
+
+
+def _ode_data_args(objective, theta):
+    """``(times, obs_index, y0, user_data)`` of the data term on θ's frozen step grid.
+
+    With sampled terms (:mod:`pyodejl.regularizers.sampled`) the grid also lands on
+    the terms' times; ``obs_index`` is then mapped back to the user's observation
+    times, which are all the data term reads.
+    """
+    _, (times, obs_index, y0, data) = objective.direct_function(theta)
+    if len(data) > 3:  # (data, weights, solved times, (user_index, per-term entries))
+        obs_index = to_device(to_host(obs_index)[to_host(data[3][0])])
+    return times, obs_index, y0, data[0]
+
+
+def _is_equilibrium(objective):
+    from pyodejl.derivatives.equilibrium import EquilibriumLoss
+
+    return isinstance(objective, EquilibriumLoss)
+
+
 def _split(objective, theta):
     """``(outputs, loss, out_args, loss_args)`` with data term = loss(outputs(θ, *out_args), *loss_args)."""
     from pyodejl.derivatives.objective import FunctionObjective
 
     if getattr(objective, "is_ode", False) and hasattr(objective, "problem"):
-        _, (times, obs_index, y0, data) = objective.direct_function(theta)  # θ's frozen grid
-        user_data = data[0]
+        times, obs_index, y0, user_data = _ode_data_args(objective, theta)  # θ's frozen grid
         term = _DataTerm.of(objective.problem)
         return _ODEOutputs(term), _ODEOutputLoss(term.cost), (times, obs_index, y0, user_data), (user_data,)
+    if _is_equilibrium(objective):
+        fn = _deq_function(objective)
+        return _DEQOutputs(fn), _DEQOutputLoss(fn), (objective._inputs,), (objective._data,)
     if isinstance(objective, FunctionObjective):
         fn, args = objective.value_function()
         if not isinstance(fn, OutputLoss):
@@ -206,8 +279,8 @@ def _split(objective, theta):
             )
         return _FnOutputs(fn), _FnOutputLoss(fn), tuple(args), tuple(args)
     raise NotImplementedError(
-        f"Gauss–Newton and Fisher operators are defined for ObservationLoss and FunctionObjective; "
-        f"{type(objective).__name__} does not expose its model outputs"
+        f"Gauss–Newton and Fisher operators are defined for ObservationLoss, FunctionObjective, "
+        f"EquilibriumLoss and MinibatchObjective; {type(objective).__name__} does not expose its model outputs"
     )
 
 
@@ -297,6 +370,17 @@ class _ODESampleLoss:
 
 
 @dataclass(frozen=True)
+class _DEQSampleLoss:
+    """Sample n's data cost of an equilibrium loss: its input's equilibrium solved alone."""
+
+    fn: Any
+
+    def __call__(self, theta, inputs_n, data_n):
+        batch = jax.tree_util.tree_map(lambda a: a[None], (inputs_n, data_n))
+        return _DEQDataTerm(self.fn)(theta, *batch)
+
+
+@dataclass(frozen=True)
 class _FnSampleLoss:
     fn: Callable
 
@@ -325,8 +409,7 @@ def _per_sample(objective, theta):
     from pyodejl.derivatives.objective import FunctionObjective
 
     if getattr(objective, "is_ode", False) and hasattr(objective, "problem"):
-        _, (times, obs_index, y0, data) = objective.direct_function(theta)  # θ's frozen grid
-        user_data = data[0]
+        times, obs_index, y0, user_data = _ode_data_args(objective, theta)  # θ's frozen grid
         N = int(y0.shape[0])
         value = objective.terms(theta)["data"]
         term = _DataTerm.of(objective.problem)
@@ -334,6 +417,15 @@ def _per_sample(objective, theta):
             return _WholeODEData(term), (times, obs_index, user_data), (y0,), 1, value
         _leading(user_data, N, f"cost data (the batch has B = {N} trajectories)")
         return _ODESampleLoss(term), (times, obs_index), (y0, user_data), N, value
+    if _is_equilibrium(objective):
+        fn = _deq_function(objective)
+        inputs, data = objective._inputs, objective._data
+        N = int(inputs.shape[0])
+        value = float(_evaluate(_DEQDataTerm(fn), to_device(theta), (inputs, data)))
+        if data is None:
+            return _FnSampleLoss(_DEQDataTerm(fn)), (), (inputs,), N, value
+        _leading(data, N, f"cost data (the batch has B = {N} inputs)")
+        return _DEQSampleLoss(fn), (), (inputs, data), N, value
     if isinstance(objective, FunctionObjective):
         fn, args = objective.value_function()
         if not args:
@@ -345,7 +437,8 @@ def _per_sample(objective, theta):
         value = float(_evaluate(fn, to_device(theta), tuple(args)))
         return _FnSampleLoss(fn), (), tuple(args), N, value
     raise NotImplementedError(
-        f"the empirical Fisher is defined for ObservationLoss and FunctionObjective; "
+        f"the empirical Fisher is defined for ObservationLoss, FunctionObjective, EquilibriumLoss and "
+        f"MinibatchObjective; "
         f"{type(objective).__name__} does not split into per-sample losses"
     )
 
@@ -387,7 +480,7 @@ def per_sample_gradients(objective, theta, *, return_values=False):
     theta = objective.check_theta(theta)
     sample_loss, shared, per_sample, N, value = _per_sample(objective, theta)
     vals, grads = _sample_values_and_grads(sample_loss, to_device(theta), shared, per_sample)
-    vals, grads = np.asarray(vals), objective.raise_if_failed(np.asarray(grads))
+    vals, grads = to_host(vals), objective.raise_if_failed(grads)
     scale = _reduction_scale(vals, value, N)
     return (grads * scale, vals * scale) if return_values else grads * scale
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 import numpy as np
 
 from pyodejl._jit import to_device
+from pyodejl._sharding import to_host
 from pyodejl.derivatives.autodiff import (
     elementwise_second_derivatives,
     hvp_forward_over_reverse,
@@ -176,7 +177,7 @@ class HessianMethod:
             n = block.shape[1]
             if n < width:
                 block = np.concatenate([block, np.zeros((p, width - n))], axis=1)
-            out[:, start : start + n] = np.asarray(self._apply(objective, theta_j, to_device(block)))[:, :n]
+            out[:, start : start + n] = to_host(self._apply(objective, theta_j, to_device(block)))[:, :n]
             start += n
         return out, {"method": self.name, "chunk_size": chunk}
 
@@ -245,7 +246,7 @@ class Elementwise(HessianMethod):
         p = len(theta)
         iu, ju = np.triu_indices(p)
         pairs = np.stack([iu, ju], axis=1).astype(np.int32)
-        vals = np.asarray(elementwise_second_derivatives(fn, theta, pairs, args, max(chunk, 1)))
+        vals = to_host(elementwise_second_derivatives(fn, theta, pairs, args, max(chunk, 1)))
         H = np.zeros((p, p))
         H[iu, ju] = vals
         H[ju, iu] = vals

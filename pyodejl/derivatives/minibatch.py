@@ -111,6 +111,10 @@ class MinibatchObjective(Objective):
             (e.g. the same loss built on different samples).
         weights: ``(len(objectives),)`` non-negative weights, normalised to sum 1
             (default: equal). Pass the parts' sample counts for the mean over all samples.
+        devices: split every part's batch over these JAX devices (each part's
+            ``place(devices)``, in place): None (default: leave the parts as built),
+            a count n or a list of devices, as for :class:`pyodejl.ObservationLoss`;
+            every part's batch must be divisible by their number.
 
     Attributes:
         parts: the objectives; ``weights``: the normalised weights; ``indices``:
@@ -120,7 +124,7 @@ class MinibatchObjective(Objective):
         ValueError: no parts, parts with different ``num_params``, bad weights.
     """
 
-    def __init__(self, objectives: Sequence[Objective], weights=None):
+    def __init__(self, objectives: Sequence[Objective], weights=None, devices=None):
         parts = list(objectives)
         if not parts:
             raise ValueError("MinibatchObjective needs at least one objective")
@@ -139,6 +143,13 @@ class MinibatchObjective(Objective):
             if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
                 raise ValueError(f"weights must be finite, non-negative and not all zero, got {w}")
             w = w / w.sum()
+        if devices is not None:
+            for i, part in enumerate(parts):
+                if not callable(getattr(part, "place", None)):
+                    raise TypeError(f"devices= needs parts that can be placed on devices; part {i} "
+                                    f"({type(part).__name__}) has no place(devices) method")
+                part.place(devices)
+        self.devices = devices
         self.parts = parts
         self.weights = w
         self.num_params = sizes.pop()
@@ -147,8 +158,8 @@ class MinibatchObjective(Objective):
 
     @classmethod
     def from_samples(cls, build: Callable[[np.ndarray], Objective], num_samples: int,
-                     batch_size: int | None = None, *, fraction: float = 1.0, seed: int = 0
-                     ) -> MinibatchObjective:
+                     batch_size: int | None = None, *, fraction: float = 1.0, seed: int = 0,
+                     devices=None) -> MinibatchObjective:
         """The mean loss over (a fixed fraction of) ``num_samples`` samples, in mini-batches.
 
         The samples kept are :func:`fraction_indices` ``(num_samples, fraction, seed)``;
@@ -162,13 +173,14 @@ class MinibatchObjective(Objective):
             batch_size: samples per part (at most); None = one part.
             fraction: r in (0, 1] (seed 002 uses 0.1).
             seed: the subset's seed.
+            devices: split each part's batch over these devices (see the class).
 
         Raises:
             ValueError: a fraction outside (0, 1], a non-positive batch size.
         """
         idx = fraction_indices(num_samples, fraction, seed)
         batches = [idx] if batch_size is None else split_batches(idx, batch_size)
-        obj = cls([build(b) for b in batches], weights=[len(b) for b in batches])
+        obj = cls([build(b) for b in batches], weights=[len(b) for b in batches], devices=devices)
         obj.indices = batches
         return obj
 
@@ -233,6 +245,10 @@ class MinibatchObjective(Objective):
         theta = self.check_theta(theta)
         m = self._method(method)
         ops = [part.hessian_operator(theta, method=method, chunk_size=chunk_size) for part in self.parts]
+        return self._weighted_operator(ops, m.name)
+
+    def _weighted_operator(self, ops, name):
+        """Σᵢ wᵢ opᵢ as a :class:`HessianOperator`, applying the parts' operators in turn."""
 
         def apply(V):
             total = None
@@ -241,7 +257,32 @@ class MinibatchObjective(Objective):
                 total = out if total is None else total + out
             return total
 
-        return HessianOperator(apply, self.num_params, m.name)
+        return HessianOperator(apply, self.num_params, name)
+
+    # ---- Gauss–Newton and Fisher: weighted sums of the parts' ----------------------
+    def ggn_operator(self, theta, *, chunk_size=None) -> HessianOperator:
+        """G = Σᵢ wᵢ Gᵢ, the parts' generalised Gauss–Newton matrices
+        (:func:`pyodejl.derivatives.gauss_newton.ggn_operator`), part by part."""
+        theta = self.check_theta(theta)
+        return self._weighted_operator([part.ggn_operator(theta, chunk_size=chunk_size) for part in self.parts],
+                                       "ggn")
+
+    def ggn(self, theta, *, chunk_size=None) -> np.ndarray:
+        """The dense G = Σᵢ wᵢ Gᵢ ``(p, p)``; for small p."""
+        theta = self.check_theta(theta)
+        return self._mean(lambda part: part.ggn(theta, chunk_size=chunk_size))
+
+    def empirical_fisher_operator(self, theta) -> HessianOperator:
+        """F = Σᵢ wᵢ Fᵢ, the parts' empirical Fishers (with the parts' sample counts as
+        weights, the mean of g_n g_nᵀ over every sample); each part's gradients kept."""
+        theta = self.check_theta(theta)
+        return self._weighted_operator([part.empirical_fisher_operator(theta) for part in self.parts],
+                                       "empirical-fisher")
+
+    def empirical_fisher(self, theta) -> np.ndarray:
+        """The dense F = Σᵢ wᵢ Fᵢ ``(p, p)``."""
+        theta = self.check_theta(theta)
+        return self._mean(lambda part: part.empirical_fisher(theta))
 
     def stats(self, theta):
         """Solve statistics summed over the parts (ODE parts only)."""

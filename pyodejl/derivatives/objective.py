@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from pyodejl._jit import to_device
+from pyodejl._sharding import to_host
 from pyodejl._validation import check_integer, check_tangents, check_theta
 from pyodejl.derivatives.methods import resolve_gradient_method, resolve_hessian_method
 from pyodejl.derivatives.operator import HessianOperator
@@ -46,8 +47,9 @@ class Objective:
         return min(self.num_params, 256)
 
     def raise_if_failed(self, out):
-        """Pass finite results through; raise on NaN/inf (a failed solve or a non-finite loss)."""
-        out = np.asarray(out)
+        """Pass finite results through as NumPy (gathered across processes); raise on NaN/inf
+        (a failed solve or a non-finite loss)."""
+        out = to_host(out)
         if not np.all(np.isfinite(out)):
             from pyodejl.solving import SolveError
 
@@ -56,6 +58,11 @@ class Objective:
                 + (", or a solve hit max_steps or diverged" if self.is_ode else "")
             )
         return out
+
+    def place(self, devices):
+        """Split this objective's batch over ``devices`` (in place; returns self); see
+        :mod:`pyodejl._sharding`. Objectives without a batch raise NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} has no batch to split over devices")
 
     def continuous_gradient(self, kind, theta, seminorm=False):
         raise ValueError(f"gradient method {kind!r} needs an ODE objective; this objective supports 'discrete'")
@@ -70,7 +77,7 @@ class Objective:
         fn, args = self.value_function()
         from pyodejl.derivatives.autodiff import batched_values
 
-        val = float(np.asarray(batched_values(fn, to_device(np.asarray(theta)[None]), args))[0])
+        val = float(to_host(batched_values(fn, to_device(np.asarray(theta)[None]), args))[0])
         if not np.isfinite(val):
             self._explain_failure(theta)
             from pyodejl.solving import SolveError
@@ -85,7 +92,7 @@ class Objective:
         fn, args = self.value_function()
         thetas = np.asarray(thetas, dtype=np.float64)
         blocks = (to_device(thetas[i : i + batch]) for i in range(0, len(thetas), batch))
-        out = [np.asarray(batched_values(fn, block, args)) for block in blocks]
+        out = [to_host(batched_values(fn, block, args)) for block in blocks]
         return np.concatenate(out) if out else np.zeros(0)
 
     def _explain_failure(self, theta):
@@ -224,14 +231,25 @@ class FunctionObjective(Objective):
     """
 
     def __init__(self, fn: Callable, num_params: int, args: tuple[Any, ...] = (), devices=None):
-        from pyodejl._sharding import batch_placement, resolve_devices
-
         self.num_params = int(num_params)
         self._fn = fn
+        self._host_args = tuple(args)
+        self.place(devices)
+
+    def place(self, devices):
+        """Split the data over ``devices`` (in place; returns self), as the constructor's ``devices``.
+
+        Args:
+            devices: None or 1 (one device), a count n or a list of devices.
+        """
+        from pyodejl._sharding import batch_placement, resolve_devices
+
+        args = self._host_args
         self.devices = resolve_devices(devices)
         batch = np.shape(args[0])[0] if args and np.ndim(args[0]) else 1
-        place = batch_placement(self.devices, batch)
-        self._args = tuple(place(a) for a in args)
+        put = batch_placement(self.devices, batch)
+        self._args = tuple(put(a) for a in args)
+        return self
 
     def value_function(self):
         return self._fn, self._args

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import jit, to_device
-from pyodejl._sharding import batch_placement, resolve_devices
+from pyodejl._sharding import batch_placement, resolve_devices, to_host
 from pyodejl._validation import check_finite, check_initial_state, check_integer, check_times
 from pyodejl.derivatives.objective import Objective
 from pyodejl.regularizers.base import TermInputs, check_terms, has_running_cost, term_noise
@@ -230,15 +230,26 @@ class ObservationLoss(Objective):
                 "is implicit and its stages are Newton iterates inside Diffrax"
             )
         weights = np.array([t.weight for t in self.regularizers], dtype=np.float64)
-        self.devices = resolve_devices(devices)
-        place = batch_placement(self.devices, self.y0.shape[0])
-        self.data = (place(data), to_device(weights), to_device(self.ts))
-        self._y0_aug = place(y0_aug)
+        self._host_batch = (data, y0_aug)
+        self.data = (None, to_device(weights), to_device(self.ts))
         self._ts = to_device(self.ts)
-        self._cache_key = None
-        self._cache = None
         self._sampled = any(is_sampled(t) for t in self.regularizers)
-        self._linearisation = None
+        self.place(devices)
+
+    def place(self, devices):
+        """Split the batch of trajectories over ``devices`` (in place; returns self).
+
+        Args:
+            devices: as the constructor's ``devices``: None or 1 (one device), a
+                count n or a list of devices; B must be divisible by their number.
+        """
+        self.devices = resolve_devices(devices)
+        put = batch_placement(self.devices, self.y0.shape[0])
+        data, y0_aug = self._host_batch
+        self.data = (put(data),) + tuple(self.data[1:])
+        self._y0_aug = put(y0_aug)
+        self._cache_key = self._cache = self._linearisation = None
+        return self
 
     @property
     def weights(self) -> dict:
@@ -410,7 +421,7 @@ class ObservationLoss(Objective):
         budget = self.model.max_steps
         dense = continuous.dense_step_budget(self.solve(theta).stats.num_steps, budget)
         g = continuous.gradient_interpolating(problem, to_device(theta), *args, bool(seminorm), dense)
-        if dense < budget and not np.all(np.isfinite(np.asarray(g))):
+        if dense < budget and not np.all(np.isfinite(to_host(g))):
             g = continuous.gradient_interpolating(problem, to_device(theta), *args, bool(seminorm), budget)
         return g
 

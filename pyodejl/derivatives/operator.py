@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
+from pyodejl._sharding import to_host
+
 
 class HessianOperator(LinearOperator):
     """A symmetric ``(p, p)`` :class:`scipy.sparse.linalg.LinearOperator` of H·v.
@@ -29,7 +31,7 @@ class HessianOperator(LinearOperator):
         V = np.asarray(V, dtype=np.float64)
         if not np.all(np.isfinite(V)):
             raise ValueError("HessianOperator was applied to a vector containing NaN or inf")
-        out = np.asarray(self._apply(V))
+        out = to_host(self._apply(V))
         self.matvecs += V.shape[1]
         if not np.all(np.isfinite(out)):
             raise FloatingPointError(f"Hessian-vector product ({self.method}) returned NaN or inf")

@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import jit, to_device
+from pyodejl._sharding import to_host
 from pyodejl.models.mlp import MLP, activation_fn
 from pyodejl.solving.explicit_rk import combine, rk_stages, tableau_of
 
@@ -585,22 +586,22 @@ def hessian(objective, theta, block: int | None = None) -> np.ndarray:
     n_c = _steps_per_chunk(N, s, B, D, p_vf, layout)
 
     # the grid may end in zero-length padding steps (bucketed lengths): their calls carry μ = 0
-    times_np = np.asarray(times)
+    times_np = to_host(times)
     n_real = max(1, int(np.argmax(times_np == times_np[-1])))
     if n_c >= N:
         S, U, S_o, U_o, pieces, Hee = _fused_rows(problem, theta_j, times, obs_index, y0, data)
         R = n_real * (s - 1 if tab.fsal else s) * B * D
-        S = np.concatenate([np.asarray(S)[:R], np.asarray(S_o)])
-        U = np.concatenate([np.asarray(U)[:R], np.asarray(U_o)])
+        S = np.concatenate([to_host(S)[:R], to_host(S_o)])
+        U = np.concatenate([to_host(U)[:R], to_host(U_o)])
         H = np.empty((p, p))
         _add_products(H, S, U, rows, assign=True)
     else:
         H = np.zeros((p, p))
         pieces, Hee = _chunked_rows(H, problem, theta_j, times, obs_index, y0, data, n_c, rows, n_real)
     _symmetrize(H)
-    _add_pieces(H, layout, specs, [np.asarray(x) for x in pieces])
+    _add_pieces(H, layout, specs, [to_host(x) for x in pieces])
     if p > p_vf:
-        H[p_vf:, p_vf:] += np.asarray(Hee)
+        H[p_vf:, p_vf:] += to_host(Hee)
     return H
 
 
@@ -612,11 +613,11 @@ def _chunked_rows(H, problem, theta_j, times, obs_index, y0, data, n_c, rows, n_
     """
     model = problem.model
     p_vf = problem.num_vf
-    vf_j = to_device(np.asarray(theta_j)[:p_vf])
+    vf_j = to_device(to_host(theta_j)[:p_vf])
     t_calls, x_calls, fy, mu, Yobs = _prepare(problem, theta_j, times, obs_index, y0, data)
     _, s, B, D = x_calls.shape
     N = n_real  # steps past it have zero length: μ = 0 there
-    obs_nodes = np.asarray(obs_index)
+    obs_nodes = to_host(obs_index)
     Sobs = np.zeros((len(obs_nodes), B, D, p_vf))
     group, group_bytes, pieces_sum = [], 0, None
 
@@ -628,9 +629,9 @@ def _chunked_rows(H, problem, theta_j, times, obs_index, y0, data, n_c, rows, n_
 
     # equal chunks; the last padded with zero-length steps whose calls carry μ = 0
     pad = -(-N // n_c) * n_c - N
-    tms = np.asarray(times)
+    tms = to_host(times)
     tms = np.concatenate([tms, np.full(pad, tms[-1])])
-    host = [np.asarray(x) for x in (t_calls, x_calls, fy, mu)]
+    host = [to_host(x) for x in (t_calls, x_calls, fy, mu)]
     host = [np.concatenate([x, np.zeros((pad,) + x.shape[1:])]) for x in host]
     host[0][N:] = tms[-1]
     S_carry = to_device(np.zeros((B, D, p_vf)))
@@ -639,15 +640,15 @@ def _chunked_rows(H, problem, theta_j, times, obs_index, y0, data, n_c, rows, n_
         S_r, U_r, S_nodes, S_carry, pieces = _chunk_terms(model, vf_j, *(to_device(a) for a in args), S_carry)
         at = (obs_nodes >= lo + 1) & (obs_nodes <= lo + n_c)
         if at.any():
-            Sobs[at] = np.asarray(S_nodes)[obs_nodes[at] - 1 - lo]
-        pieces = [np.asarray(x) for x in pieces]
+            Sobs[at] = to_host(S_nodes)[obs_nodes[at] - 1 - lo]
+        pieces = [to_host(x) for x in pieces]
         pieces_sum = pieces if pieces_sum is None else [a + b for a, b in zip(pieces_sum, pieces)]
         rows_bytes = 16 * S_r.shape[0] * p_vf
         if group and group_bytes + rows_bytes > BUDGET_BYTES // 2:
             flush()
-        group.append((np.asarray(S_r), np.asarray(U_r)))
+        group.append((to_host(S_r), to_host(U_r)))
         group_bytes += rows_bytes
     flush()
     S_o, U_o, Hee = _observation_terms(problem, theta_j, Yobs, data, to_device(Sobs))
-    _add_products(H, np.asarray(S_o), np.asarray(U_o), rows, False)
+    _add_products(H, to_host(S_o), to_host(U_o), rows, False)
     return pieces_sum, Hee

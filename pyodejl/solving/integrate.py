@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pyodejl._jit import jit, to_device
+from pyodejl._sharding import to_host
 from pyodejl.solving.adaptive_rk import adaptive_rk, controlled, initial_step
 from pyodejl.solving.explicit_rk import rk_step, rk_step_record
 from pyodejl.solving.solvers import solver_spec
@@ -287,15 +288,15 @@ def adaptive_solve(model, theta, ts, y0) -> Solution:
     if not spec.adaptive:
         times = fixed_grid(ts, model.dt)
         grid = _pad_grid(times, ts)
-        ys = np.asarray(grid_states(model, to_device(theta), grid, to_device(y0)))
+        ys = to_host(grid_states(model, to_device(theta), grid, to_device(y0)))
         raise_for_failure(model, True, ys)
         n = grid.num_steps
         stats = SolveStats(n, n, 0, n * spec.evaluations_per_step())
         return Solution(ts, np.moveaxis(ys, 0, 1), stats, grid, _recorder(model, theta, grid, y0))
     times, ys, (n_steps, n_acc, n_rej), ok = _adaptive(model, to_device(theta), to_device(ts), to_device(y0))
-    ys = np.asarray(ys)
+    ys = to_host(ys)
     raise_for_failure(model, ok, ys, ts[-1])
-    times = np.asarray(times)
+    times = to_host(times)
     grid = _pad_grid(times[np.isfinite(times)], ts)
     n_steps = int(n_steps)
     # FSAL: one evaluation at (t0, y0), then stages - 1 per attempted step;

@@ -64,10 +64,12 @@ class StepRecord:
     def trimmed(self, n: int, single: bool = False) -> StepRecord:
         """The first ``n`` steps as NumPy arrays; ``single`` drops the batch axis of 1."""
 
+        from pyodejl._sharding import to_host
+
         def cut(x, batch_axis):
             if x is None:
                 return None
-            x = np.asarray(x)[:n]
+            x = to_host(x)[:n]
             return np.take(x, 0, axis=batch_axis) if single else x
 
         return StepRecord(

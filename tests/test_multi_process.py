@@ -1,0 +1,92 @@
+"""Two JAX processes, joined by ``jax.distributed``, equal one process.
+
+``examples/multi_process.py`` starts 2 processes on this machine, each with 2 XLA
+host devices, joined through a local coordinator with gloo CPU collectives; every
+process builds the same objective with ``devices=jax.device_count()`` (4 devices,
+half of them in the other process) and returns host NumPy results. The reference
+is a separate single-process, single-device run. The sharded and single-device
+programs differ only in the order of floating-point reductions (observed ≤ 4e-16),
+so 1e-10 (the issue's bound) leaves a wide margin; a batch-sharded result that a
+process could not read would raise instead. The processes are killed after
+``TIMEOUT`` seconds, failing the test.
+"""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+TIMEOUT = 240
+EXAMPLE = pathlib.Path(__file__).resolve().parents[1] / "examples" / "multi_process.py"
+
+
+def _launcher():
+    spec = importlib.util.spec_from_file_location("multi_process_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check(names):
+    mp = _launcher()
+    ref, procs, worst = mp.launch(processes=2, devices_per_process=2, timeout=TIMEOUT, names=names)
+    assert len(procs) == 2
+    assert sorted(p["info"]["process_index"] for p in procs) == [0, 1]
+    assert all(p["info"]["used_devices"] == 4 and p["info"]["local_devices"] == 2 for p in procs)
+    assert ref["info"]["used_devices"] == 1
+    expected = {"value", "grad", "hvp"}
+    for name in names:
+        quantities = set(ref["results"][name])
+        assert expected <= quantities
+        for q in quantities:
+            assert worst[f"{name}.{q}"] < 1e-10, (name, q, worst[f"{name}.{q}"])
+    return ref, worst
+
+
+def test_two_processes_equal_one_process_trajectory_loss():
+    ref, worst = _check(("trajectory",))
+    assert {"hessian", "top_eigenvalue"} <= set(ref["results"]["trajectory"])
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_process_minibatch_and_equilibrium():
+    _check(("minibatch", "equilibrium"))
+
+
+def test_launcher_kills_processes_past_the_timeout():
+    mp = _launcher()
+    with pytest.raises(RuntimeError, match="did not finish within"):
+        mp.launch(processes=2, devices_per_process=2, timeout=1.0, names=("trajectory",))
+
+
+def test_devices_bad_input_on_minibatch_and_equilibrium():
+    """The new devices= arguments refuse what cannot be placed, naming the problem."""
+    import jax
+    import numpy as np
+
+    import pyodejl as pj
+
+    n = jax.device_count() + 1
+    ts = np.linspace(0, 1, 3)
+    model = pj.NeuralODE(pj.MLP([2, 3, 2], "tanh"))
+    part = pj.TrajectoryLoss(model, ts=ts, y0=np.ones((2, 2)), targets=np.zeros((2, 3, 2)))
+    with pytest.raises(ValueError, match=f"devices={n} but only"):
+        pj.MinibatchObjective([part], devices=n)
+    with pytest.raises(TypeError, match="no place"):
+        pj.MinibatchObjective([_NoPlace(part)], devices=1)
+    deq = pj.DEQ(pj.MLPCell(3, 3), encoder=pj.Dense((2, 3), "tanh"))
+    with pytest.raises(ValueError, match=f"devices={n} but only"):
+        pj.EquilibriumLoss(deq, np.ones((4, 2)), lambda z, e: z.sum(), devices=n)
+
+
+class _NoPlace:
+    """An objective-like part without place(): duck-typed parts are allowed, but not sharded."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.num_params = inner.num_params
+
+    def __getattr__(self, name):
+        if name == "place":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
