@@ -35,25 +35,15 @@ import types
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the benchmarks' shared helpers
+from _timing import max_rel_diff as _rel  # noqa: E402
+from _timing import timed as _timed  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _rel(a, b):
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-300))
 
 
-def _timed(fn, repeats):
-    """``(result, first seconds, best steady seconds)``."""
-    t = time.perf_counter()
-    out = fn()
-    first = time.perf_counter() - t
-    rest = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        rest.append(time.perf_counter() - t)
-    return out, first, (min(rest) if rest else first)
 
 
 def _bench_module(name):

@@ -54,6 +54,10 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the benchmarks' shared helpers
+from _timing import max_rel_diff as _rel  # noqa: E402
+from _timing import timed as _timed  # noqa: E402
+
 WIDTH = 100
 IMAGE_DIM = 784
 CLASSES = 10
@@ -67,17 +71,6 @@ def _peak_mb():
     return float("nan")
 
 
-def _timed(fn, repeats):
-    """``(result, first seconds, best of the next repeats seconds)``."""
-    t = time.perf_counter()
-    out = fn()
-    first = time.perf_counter() - t
-    rest = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        rest.append(time.perf_counter() - t)
-    return out, first, (min(rest) if rest else first)
 
 
 # --------------------------------------------------------------------------------------
@@ -320,8 +313,6 @@ def _child(args, which, inputs, folder, extra=()):
     return res, arrays
 
 
-def _rel(a, b):
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def report(args, ours, torch_res, noremat, agree):
