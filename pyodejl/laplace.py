@@ -81,6 +81,11 @@ class Predictive:
 
 
 def _positive(value, name):
+    if name == "prior_precision" and np.ndim(value) != 0:
+        raise NotImplementedError(
+            f"prior_precision must be a scalar (an isotropic prior); got shape {np.shape(value)}: per-parameter "
+            "or per-layer prior precisions are not supported (the evidence and its optimisation assume δ I)"
+        )
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -148,7 +153,9 @@ class Laplace:
             or :class:`pyodejl.ObservationLoss` with ``cost=mse_cost``, without
             regularizer terms. Other objectives (``FunctionObjective``, DEQ
             losses, other costs) raise ValueError.
-        theta_map: ``(p,)`` the MAP estimate θ* (e.g. trained with weight decay δ/N·2σ²).
+        theta_map: ``(p,)`` the MAP estimate θ*: the minimiser of N L/(2σ²) + δ‖θ‖²/2, i.e. of
+            the loss plus the weight decay (δσ²/N)‖θ‖². The approximation is taken there
+            whatever θ is given; the evidence is meaningful at a MAP.
         noise_std: σ > 0 of the Gaussian observation noise (default 1.0).
         prior_precision: δ > 0 of the prior N(0, δ⁻¹ I) (default 1.0); a scalar.
         curvature: ``"ggn"`` (default), ``"hessian"`` or ``"fisher"`` (empirical Fisher).
@@ -168,8 +175,6 @@ class Laplace:
         self.num_params = p = loss.num_params
         self.noise_std = _positive(noise_std, "noise_std")
         self.prior_precision = _positive(prior_precision, "prior_precision")
-        if np.ndim(prior_precision) != 0:  # pragma: no cover - float() above rejects arrays of size > 1
-            raise NotImplementedError("per-parameter or per-layer prior precisions are not supported; give a scalar")
         if curvature not in CURVATURES:
             raise ValueError(f"unknown curvature {curvature!r}; expected one of {list(CURVATURES)}")
         if structure not in STRUCTURES:
@@ -197,6 +202,7 @@ class Laplace:
         d = self._targets.shape[-1]
         self._sum_sq = float(np.sum((pred[..., :d] - self._targets) ** 2))
         self._unscaled = None
+        self._eigenvalues = None
 
     # ---- curvature -----------------------------------------------------------------------
     def _unscaled_operator(self):
@@ -290,13 +296,15 @@ class Laplace:
         )
 
     def _log_det(self, delta, sigma):
-        parts = self._precision_parts(delta, sigma)
         p = self.num_params
         if self.structure == "full":
-            sign, logdet = np.linalg.slogdet(parts + delta * np.eye(p))
-            if sign <= 0:
+            if self._eigenvalues is None:  # once: then log det P = Σ log(s μ_i + δ) for every σ and δ
+                self._eigenvalues = np.linalg.eigvalsh(self._curvature())
+            mu = self._scale(sigma) * self._eigenvalues + delta
+            if np.any(mu <= 0):
                 raise self._not_positive()
-            return float(logdet)
+            return float(np.sum(np.log(mu)))
+        parts = self._precision_parts(delta, sigma)
         if self.structure == "diagonal":
             d = parts + delta
             if np.any(d <= 0):
@@ -444,52 +452,105 @@ class Laplace:
                                         lower, upper, "noise_std")
         return self.noise_std
 
+    def optimize(self, prior_bounds=(1e-6, 1e6), noise_bounds=(1e-6, 1e6)) -> tuple[float, float]:
+        """Maximise the evidence jointly over δ and σ at fixed θ*; store and return ``(δ, σ)``.
+
+        Nelder–Mead (:func:`scipy.optimize.minimize`) over (log δ, log σ) within the
+        bounds, started at the current values (moved into the bounds).
+
+        Args:
+            prior_bounds: ``(lower, upper)`` of δ (default (1e-6, 1e6)).
+            noise_bounds: ``(lower, upper)`` of σ (default (1e-6, 1e6)).
+        """
+        from scipy.optimize import minimize
+
+        bounds = []
+        for (lo, hi), name in ((prior_bounds, "prior_precision"), (noise_bounds, "noise_std")):
+            lo, hi = _positive(lo, f"{name} lower bound"), _positive(hi, f"{name} upper bound")
+            if lo >= hi:
+                raise ValueError(f"the {name} bounds must have lower < upper, got ({lo}, {hi})")
+            bounds.append((np.log(lo), np.log(hi)))
+        self._curvature()
+        x0 = [np.clip(np.log(v), lo, hi) for v, (lo, hi) in zip((self.prior_precision, self.noise_std), bounds)]
+        res = minimize(lambda x: -self.log_marginal_likelihood(np.exp(x[0]), np.exp(x[1])), x0,
+                       method="Nelder-Mead", bounds=bounds,
+                       options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 20000, "maxfev": 20000})
+        self.prior_precision, self.noise_std = float(np.exp(res.x[0])), float(np.exp(res.x[1]))
+        return self.prior_precision, self.noise_std
+
     # ---- predictive ------------------------------------------------------------------------
-    def _jacobian_products(self, V):
+    def _prediction_loss(self, ts):
+        """``(an ObservationLoss observing ts, rows to drop)``; the loss itself for ts None."""
+        if ts is None:
+            return self.loss, 0
+        from pyodejl.derivatives.ode_loss import ObservationLoss, mse_cost
+
+        arr = np.atleast_1d(np.asarray(ts, dtype=np.float64))
+        t0 = float(self.loss.ts[0])
+        if arr.ndim != 1 or arr.size < 1 or not np.all(np.isfinite(arr)) or np.any(np.diff(arr) <= 0):
+            raise ValueError(f"ts must be a 1-D array of finite, strictly increasing times; got {ts!r}")
+        if arr[0] < t0:
+            raise ValueError(f"ts must start at or after the loss's initial time ts[0] = {t0}; got ts[0] = {arr[0]}")
+        drop = int(arr[0] > t0)
+        times = np.concatenate([[t0], arr]) if drop else arr
+        if times.size < 2:
+            raise ValueError(f"ts must hold a time after the initial time {t0}; got {ts!r}")
+        loss = self.loss
+        y0 = loss.y0[0] if loss.single else loss.y0
+        data = np.zeros((loss.batch_size, times.size, self._targets.shape[-1]))
+        return ObservationLoss(loss.model, times, y0, mse_cost, data=data,
+                               num_extra_params=loss.num_params - loss.model.num_params), drop
+
+    def _jacobian_products(self, V, loss=None):
         """J V for parameter directions V ``(p, m)``: states ``(m, T, B, D)`` on θ*'s step grid."""
-        loss, theta = self.loss, self.theta_map
+        loss = self.loss if loss is None else loss
+        theta = self.theta_map
         nvf = loss.problem.num_vf
         grid = loss.solve(theta).grid
         out = _jvp_block(loss.problem.model, to_device(theta[:nvf]), to_device(grid.times),
                          to_device(grid.obs_index), loss._y0_aug, to_device(np.ascontiguousarray(V[:nvf].T)))
         return np.asarray(out)
 
-    def _weighted_square_sum(self, columns, weights):
+    def _weighted_square_sum(self, columns, weights, loss):
         """Σ_j w_j (J c_j)² over the columns c_j of ``columns`` ``(p, m)``, in blocks."""
         acc = None
         for start in range(0, columns.shape[1], _BLOCK):
-            JV = self._jacobian_products(columns[:, start : start + _BLOCK])
+            JV = self._jacobian_products(columns[:, start : start + _BLOCK], loss)
             term = np.tensordot(weights[start : start + _BLOCK], JV**2, axes=(0, 0))
             acc = term if acc is None else acc + term
         return acc
 
-    def _glm_variance(self):
+    def _glm_variance(self, loss):
         p, delta = self.num_params, self.prior_precision
         if self.structure == "full":
             L = self._cholesky()
             from scipy.linalg import solve_triangular
 
             S = solve_triangular(L.T, np.eye(p), lower=False)  # S Sᵀ = P⁻¹
-            return self._weighted_square_sum(S, np.ones(p))
+            return self._weighted_square_sum(S, np.ones(p), loss)
         if self.structure == "diagonal":
-            return self._weighted_square_sum(np.eye(p), self.posterior_variance())
+            return self._weighted_square_sum(np.eye(p), self.posterior_variance(), loss)
         lam, U = self._precision_parts(delta, self.noise_std)
         if np.any(lam + delta <= 0):
             raise self._not_positive()
         # Σ = I/δ − U diag(λ/(δ(λ+δ))) Uᵀ
-        iso = self._weighted_square_sum(np.eye(p), np.full(p, 1.0 / delta))
-        return iso - self._weighted_square_sum(U, lam / (delta * (lam + delta)))
+        iso = self._weighted_square_sum(np.eye(p), np.full(p, 1.0 / delta), loss)
+        return iso - self._weighted_square_sum(U, lam / (delta * (lam + delta)), loss)
 
     def predictive(self, ts=None, method: str = "glm", n: int = 100, seed=0) -> Predictive:
-        """The predictive distribution of the model states at the loss's times.
+        """The predictive distribution of the model states at the loss's times or at ``ts``.
 
         Args:
-            ts: must be None (the loss's own times); other times are not supported.
+            ts: None (default: the loss's times) or ``(T',)`` strictly increasing times
+                from the loss's initial time ``ts[0]`` on (the solve starts there).
             method: ``"glm"`` (default; Immer et al. 2021: the model linearised at θ*,
                 var = diag(J Σ Jᵀ) with J = ∂y/∂θ on θ*'s step grid, from
-                forward-mode products — never a dense (T·D, p) Jacobian) or
-                ``"samples"`` (solve at ``n`` posterior samples; mean and variance
-                of the solutions).
+                forward-mode products — never a dense (T·D, p) Jacobian: Σ = S Sᵀ is
+                applied as Σ_j w_j (J s_j)² over p columns (S = L⁻ᵀ for ``"full"``, the
+                unit vectors for ``"diagonal"``, unit vectors and U for ``"low-rank"``),
+                p to p + rank JVPs in blocks of 256) or
+                ``"samples"`` (solve at ``n`` posterior samples; mean and variance,
+                normalised by n, of the solutions).
             n: number of samples for ``"samples"`` (default 100).
             seed: seed of the samples (default 0).
 
@@ -498,19 +559,16 @@ class Laplace:
             single initial state, else ``(B, T, D)``. Epistemic only: add σ² for the
             observation noise.
         """
-        if ts is not None:
-            raise NotImplementedError(
-                "predictive at times other than the loss's ts is not supported; build a loss on the wanted "
-                "times (same model, θ*) or pass ts=None"
-            )
-        loss = self.loss
+        if method not in ("glm", "samples"):
+            raise ValueError(f"unknown predictive method {method!r}; expected 'glm' or 'samples'")
+        loss, drop = self._prediction_loss(ts)
         D = loss.problem.D
         if method == "glm":
             mean = np.asarray(loss.predict(self.theta_map), dtype=np.float64)
-            var = np.swapaxes(self._glm_variance(), 0, 1)[..., :D]  # (B, T, D)
-            return Predictive(mean, var[0] if loss.single else var)
-        if method == "samples":
+            var = np.swapaxes(self._glm_variance(loss), 0, 1)[..., :D]  # (B, T, D)
+            var = var[0] if loss.single else var
+        else:
             thetas = self.sample(n, seed)
             ys = np.stack([np.asarray(loss.predict(th)) for th in thetas])
-            return Predictive(ys.mean(axis=0), ys.var(axis=0))
-        raise ValueError(f"unknown predictive method {method!r}; expected 'glm' or 'samples'")
+            mean, var = ys.mean(axis=0), ys.var(axis=0)
+        return Predictive(mean[..., drop:, :], var[..., drop:, :])

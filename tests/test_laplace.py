@@ -231,6 +231,7 @@ def test_empirical_fisher_of_the_summed_nll():
     ({"noise_std": -1.0}, "noise_std must be a finite number > 0"),
     ({"prior_precision": 0.0}, "prior_precision must be a finite number > 0"),
     ({"prior_precision": -2.0}, "prior_precision must be a finite number > 0"),
+    ({"prior_precision": np.nan}, "prior_precision must be a finite number > 0"),
     ({"curvature": "kfac"}, "unknown curvature 'kfac'"),
     ({"structure": "kron"}, "unknown structure 'kron'"),
     ({"structure": "low-rank"}, "needs an integer rank"),
@@ -249,8 +250,8 @@ def test_bad_evidence_arguments(full):
         full.log_marginal_likelihood(prior_precision=-1.0)
     with pytest.raises(ValueError, match="noise_std must be a finite number > 0"):
         full.log_marginal_likelihood(noise_std=0.0)
-    with pytest.raises(NotImplementedError, match="times other than the loss's ts"):
-        full.predictive(ts=np.linspace(0, 1, 3))
+    with pytest.raises(NotImplementedError, match="per-layer prior precisions are not supported"):
+        full.log_marginal_likelihood(prior_precision=np.ones(P))
     with pytest.raises(ValueError, match="unknown predictive method"):
         full.predictive(method="mc")
     with pytest.raises(ValueError, match="n must be an integer >= 1"):
@@ -275,3 +276,44 @@ def test_losses_without_likelihood_reading(problem):
     reg = pj.TrajectoryLoss(MODEL, TS, Y0, problem[1], regularizers=[pj.regularizers.WeightDecay(0.1)])
     with pytest.raises(ValueError, match="no likelihood reading"):
         pj.Laplace(reg, np.zeros(P))
+
+
+def test_diagonal_by_xdiag_above_the_exact_limit(problem, monkeypatch):
+    # above the limit the diagonal is XDiag's estimate: the same estimator, seed and budget applied to
+    # the dense ΦᵀΦ (the curvature times σ²) must give the same numbers, to round-off
+    import pyodejl.laplace as laplace
+    from pyodejl.spectral import diagonal
+
+    monkeypatch.setattr(laplace, "MAX_EXACT_DIAGONAL", 0)
+    monkeypatch.setattr(laplace, "DIAGONAL_MATVECS", 6)
+    loss, _, _, Phi, mean, _ = problem
+    la = pj.Laplace(loss, mean, noise_std=SIGMA, prior_precision=DELTA, structure="diagonal", seed=7)
+    est = diagonal(Phi.T @ Phi, num_matvecs=6, method="xdiag", seed=7).estimate
+    np.testing.assert_allclose(la.posterior_variance(), 1 / (est / SIGMA**2 + DELTA), rtol=1e-7)
+
+
+def test_joint_optimisation_matches_closed_form_optimum(problem):
+    from scipy.optimize import minimize
+
+    loss, _, _, _, mean, _ = problem
+    la = pj.Laplace(loss, mean, noise_std=1.0, prior_precision=1.0)
+    delta, sigma = la.optimize()
+    ref = minimize(lambda x: -laplace_evidence(problem, np.exp(x[0]), np.exp(x[1])), [0.0, 0.0],
+                   method="BFGS", options={"gtol": 1e-10})
+    # the optimum is flat to second order: 1e-5 in log space moves the evidence by ~1e-10
+    np.testing.assert_allclose(np.log([delta, sigma]), ref.x, atol=1e-4)
+    assert la.log_marginal_likelihood() >= -ref.fun - 1e-9
+    assert (la.prior_precision, la.noise_std) == (delta, sigma)
+
+
+def test_predictive_at_other_times(problem, full):
+    _, _, offsets, _, mean, Sigma = problem
+    ts = np.array([0.25, 1.1, 2.5])  # does not start at ts[0] = 0: the solve starts there
+    Phi_t = np.stack([integrated_basis(t).T for t in ts]).reshape(-1, P)
+    pred = full.predictive(ts=ts)
+    np.testing.assert_allclose(pred.mean, Y0 + (Phi_t @ mean).reshape(3, 2), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(pred.var, np.einsum("ik,kl,il->i", Phi_t, Sigma, Phi_t).reshape(3, 2), rtol=RTOL)
+    with pytest.raises(ValueError, match="at or after the loss's initial time"):
+        full.predictive(ts=np.array([-1.0, 1.0]))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        full.predictive(ts=np.array([1.0, 0.5]))
