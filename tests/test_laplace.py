@@ -317,3 +317,34 @@ def test_predictive_at_other_times(problem, full):
         full.predictive(ts=np.array([-1.0, 1.0]))
     with pytest.raises(ValueError, match="strictly increasing"):
         full.predictive(ts=np.array([1.0, 0.5]))
+
+
+def nonlinear_field(t, y, th):
+    return jnp.tanh(th[:4].reshape(2, 2) @ y) + th[4:6]
+
+
+def test_nonlinear_batch_ggn_and_glm_against_finite_differences():
+    # a batch of two trajectories of a nonlinear model: the GGN of the summed NLL is JᵀJ/σ² and the
+    # GLM variance diag(J Σ Jᵀ), with J = ∂y/∂θ by central differences of the solution (solves at
+    # 1e-12 and step 1e-5: truncation ~1e-10, solver noise ~1e-12/1e-5 = 1e-7, hence rtol 1e-5)
+    model = pj.NeuralODE(pj.VectorField(nonlinear_field, num_params=6), solver="tsit5", rtol=1e-12, atol=1e-12)
+    ts = np.linspace(0.0, 1.0, 5)
+    y0 = np.array([[0.5, -0.3], [-0.2, 0.8]])
+    rng = np.random.default_rng(11)
+    theta = 0.5 * rng.standard_normal(6)
+    targets = rng.standard_normal((2, 5, 2))
+    loss = pj.TrajectoryLoss(model, ts, y0, targets)
+    h = 1e-5
+    J = np.stack([(loss.predict(theta + h * e) - loss.predict(theta - h * e)).reshape(-1) / (2 * h)
+                  for e in np.eye(6)], axis=1)
+    full = pj.Laplace(loss, theta, noise_std=SIGMA, prior_precision=DELTA)
+    np.testing.assert_allclose(full.posterior_precision(), J.T @ J / SIGMA**2 + DELTA * np.eye(6), rtol=1e-5)
+    Sigma = np.linalg.inv(J.T @ J / SIGMA**2 + DELTA * np.eye(6))
+    var = full.predictive().var
+    assert var.shape == (2, 5, 2)
+    np.testing.assert_allclose(var, np.einsum("ik,kl,il->i", J, Sigma, J).reshape(2, 5, 2), rtol=1e-5, atol=1e-12)
+    low = pj.Laplace(loss, theta, noise_std=SIGMA, prior_precision=DELTA, structure="low-rank", rank=6)
+    np.testing.assert_allclose(low.predictive().var, var, rtol=1e-8, atol=1e-14)
+    diag = pj.Laplace(loss, theta, noise_std=SIGMA, prior_precision=DELTA, structure="diagonal")
+    d = 1 / (np.sum(J**2, axis=0) / SIGMA**2 + DELTA)
+    np.testing.assert_allclose(diag.predictive().var, ((J**2) @ d).reshape(2, 5, 2), rtol=1e-5, atol=1e-12)
