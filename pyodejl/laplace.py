@@ -27,7 +27,8 @@ from the library's curvature of L:
 * ``"fisher"``: the empirical Fisher Σ_n ∇ℓ_n ∇ℓ_nᵀ of the per-trajectory
   negative log-likelihoods ℓ_n = M L_n / (2σ²) + const (M = N / B scalars per
   trajectory, L_n trajectory n's mean squared error), i.e.
-  B (M / (2σ²))² · ``loss.empirical_fisher``; it scales as σ⁻⁴.
+  B (M / (2σ²))² · ``loss.empirical_fisher``; it scales as σ⁻⁴ and has rank at
+  most B (one trajectory: rank one), so it needs the prior to be invertible.
 
 The unscaled curvature is computed once and cached, so changing σ or δ (evidence,
 optimisation) costs no new derivatives.
@@ -69,7 +70,7 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 
 @dataclass(frozen=True)
 class Predictive:
-    """A predictive distribution's moments at the loss's observation times.
+    """A predictive distribution's moments at the loss's observation times (or the requested ``ts``).
 
     Attributes:
         mean: model states, ``(T, D)`` for a single initial state or ``(B, T, D)``.
@@ -154,7 +155,7 @@ class Laplace:
             regularizer terms. Other objectives (``FunctionObjective``, DEQ
             losses, other costs) raise ValueError.
         theta_map: ``(p,)`` the MAP estimate θ*: the minimiser of N L/(2σ²) + δ‖θ‖²/2, i.e. of
-            the loss plus the weight decay (δσ²/N)‖θ‖². The approximation is taken there
+            the loss plus the penalty (δσ²/N)‖θ‖² on all of θ. The approximation is taken there
             whatever θ is given; the evidence is meaningful at a MAP.
         noise_std: σ > 0 of the Gaussian observation noise (default 1.0).
         prior_precision: δ > 0 of the prior N(0, δ⁻¹ I) (default 1.0); a scalar.
