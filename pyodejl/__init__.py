@@ -49,6 +49,7 @@ from pyodejl.derivatives.equilibrium import (
     JacobianRegularizer,
     jacobian_spectral_radius,
 )
+from pyodejl.laplace import Laplace
 from pyodejl.models import MLP, NeuralODE, ResNet, ResNetVectorField, VectorField
 from pyodejl.models.deq import DEQ, ContinuousDEQ, Dense, EquilibriumError, MLPCell, Skip, SkipReg
 from pyodejl.solving import CONTROLLERS, SOLVERS, ConstantStepSize, PIDController, SolveError, Solver
@@ -65,6 +66,7 @@ __all__ = [
     "EquilibriumError",
     "EquilibriumLoss",
     "JacobianRegularizer",
+    "Laplace",
     "MLPCell",
     "Skip",
     "SkipReg",
