@@ -11,7 +11,7 @@ problem for every method. It is exact for the compiled program and free of
 allocator noise, unlike the process's RSS. Rows vary the state size
 s = B·D (batch B) and the number of steps t (the span T at fixed tolerance).
 
-    .venv/bin/python benchmarks/local_regularisation_memory.py [--quick] [--out results/local_memory.json]
+    .venv/bin/python benchmarks/local_regularisation_memory.py [--quick] [--out runs/local_memory.json]
 """
 
 from __future__ import annotations

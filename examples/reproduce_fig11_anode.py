@@ -10,7 +10,7 @@ dimension 391 — the seed's models had 528 and 571), squared error on the ±1 l
 full-batch Adam (lr 0.01) for 300 steps, exact Hessians (direct-direct, the seed's AA)
 every 20 steps, seeds 0 (and more with --seeds).
 
-Writes runs to results/repro_fig11/ and figures docs/figures/repro_fig11_*.png; prints
+Writes runs to runs/repro_fig11/ and figures docs/figures/repro_fig11_*.png; prints
 the claim table. Runtime: about 4.5 minutes per seed on an idle 2-core machine (the full
 Hessians of two 350-400-parameter models, 16 times each, dominate); rerunning resumes.
 
@@ -43,7 +43,7 @@ def main(argv=None):
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--dim", type=int, default=2, choices=[2, 3, 4])
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "repro_fig11")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "repro_fig11")
     args = ap.parse_args(argv)
     FIGS.mkdir(parents=True, exist_ok=True)
     tag = f"d{args.dim}_w{args.width}x{args.depth}"

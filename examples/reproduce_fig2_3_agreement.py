@@ -32,7 +32,7 @@ from pyodejl.experiments import RunConfig, objective_from_run, track  # noqa: E4
 
 ROOT = Path(__file__).resolve().parent.parent
 FIG = ROOT / "docs" / "figures" / "repro_fig2_3.png"
-OUT = ROOT / "results" / "repro_fig2_4"
+OUT = ROOT / "runs" / "repro_fig2_4"
 METHODS = (("AA (direct-direct)", "direct-direct"), ("EA (elementwise)", "elementwise"),
            ("adjoint-adjoint", "adjoint-adjoint"), ("FD (Eq. 10, auto h)", "fd"))
 

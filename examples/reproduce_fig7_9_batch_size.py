@@ -13,7 +13,7 @@ exact Hessian of the full-batch loss every 10 steps.
 Measures per run: roughness of eig_max (total variation / mean |eig_max|, whole run),
 the number of tracked steps with eig_max < 0, and the final loss.
 
-Writes runs to results/repro_fig7_9/ and docs/figures/repro_fig7_node_lr<lr>.png,
+Writes runs to runs/repro_fig7_9/ and docs/figures/repro_fig7_node_lr<lr>.png,
 repro_fig9_mlp_lr<lr>.png (lr 0.05 and 0.3). Runtime: about 1 minute on 2 cores.
 """
 
@@ -49,7 +49,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, nargs="+", default=[0.05, 0.3],
                     help="learning rates (one set of runs and figures per value)")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "repro_fig7_9")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "repro_fig7_9")
     args = ap.parse_args(argv)
     FIGS.mkdir(parents=True, exist_ok=True)
     table = []

@@ -37,7 +37,7 @@ of the 100 trajectories) are measured on a held-out Brownian path. NFE counts
 drift evaluations: SPaRK makes three per attempted step (accepted or rejected). Training CPU time excludes iterations that compile (the first,
 and the first on each new padded grid size).
 
-Usage: python examples/spiral_sde.py [--quick] [--iters 250] [--seeds 0 1 2] [--out results/spiral_sde.json]
+Usage: python examples/spiral_sde.py [--quick] [--iters 250] [--seeds 0 1 2] [--out runs/spiral_sde.json]
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--weight", type=float, default=1.0, help="λ of ERNSDE's R_E")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--out", default="results/spiral_sde.json")
+    ap.add_argument("--out", default="runs/spiral_sde.json")
     a = ap.parse_args(argv)
     if a.quick:
         a.iters, a.trajectories, a.seeds = 3, 10, [0]

@@ -229,21 +229,31 @@ def toy_reference(tmp_path_factory):
     return out
 
 
+def _lines(out):
+    return sum(p.read_bytes().count(b"\n") for p in Path(out).rglob("records.jsonl"))
+
+
 def test_sigkill_at_any_moment_then_resume_gives_the_same_numbers(tmp_path, toy_reference):
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     cmd = [sys.executable, str(Path(__file__).parent / "engine_toy.py"), str(out)]
     rng = np.random.default_rng(0)
     kills = 0
-    for _ in range(6):
+    for _ in range(5):
+        before = _lines(out)
         proc = subprocess.Popen(cmd, env=env)
-        time.sleep(float(rng.uniform(1.5, 4.0)))  # after the imports (~1.5 s), inside the runs
+        deadline = time.time() + 120
+        # kill once training has visibly progressed, then a random moment later (mid-step,
+        # mid-checkpoint or mid-record)
+        while proc.poll() is None and _lines(out) < before + 3 and time.time() < deadline:
+            time.sleep(0.002)
+        time.sleep(float(rng.uniform(0.0, 0.05)))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait(timeout=60)
     subprocess.run(cmd, env=env, check=True, timeout=120)
-    assert kills >= 2
+    assert kills >= 3
     assert _numbers(out) == _numbers(toy_reference)
     # every record exactly once
     for d in Path(out).glob("*/seed_*"):

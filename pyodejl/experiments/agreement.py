@@ -117,4 +117,4 @@ def run_agreement(out_dir, width=8, steps=300, seed=0) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    run_agreement("results/agreement")
+    run_agreement("runs/agreement")
