@@ -362,7 +362,7 @@ def test_reproduction_tables_are_their_saved_reports_rendered():
     from pyodejl.experiments.report import sync_markdown
 
     text = (ROOT / "REPRODUCTION.md").read_text(encoding="utf-8")
-    names = re.findall(r"<!-- pyodejl report (\S+) -->", text)
+    names = re.findall(r"^<!-- pyodejl report (\S+) -->$", text, re.M)
     assert names, "REPRODUCTION.md has no rendered report"
     for name in names:
         report = read_json(ROOT / name)

@@ -196,8 +196,9 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-_BLOCK = re.compile(r"(?P<open><!-- pyodejl report (?P<path>\S+) -->\n)(?P<body>.*?)(?P<close><!-- end of report -->)",
-                    re.S)
+# a marker is a line of its own, so the markers can be named in prose
+_BLOCK = re.compile(r"^(?P<open><!-- pyodejl report (?P<path>\S+) -->\n)(?P<body>.*?)"
+                    r"^(?P<close><!-- end of report -->)$", re.S | re.M)
 
 
 def sync_markdown(text: str, root) -> str:
