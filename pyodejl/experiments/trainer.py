@@ -257,44 +257,44 @@ def best_time(fn, repeats: int = 5) -> tuple[float, float]:
 # --------------------------------------------------------------------------------------
 
 
-_optimizers: dict = {}
+_compiled: dict = {}  # optimisers and jitted steps, shared by every run of a process
 
 
 def _optimizer(training: Training):
     """One Optax transformation per (optimizer, lr, plateau), so compiled steps are shared across runs."""
     key = (training.optimizer, float(training.lr), training.plateau)
-    if key not in _optimizers:
+    if key not in _compiled:
         base = optax.adam(training.lr) if training.optimizer == "adam" else optax.sgd(training.lr)
         if training.plateau is not None:
             p = training.plateau
             base = optax.chain(base, optax.contrib.reduce_on_plateau(
                 factor=p.factor, patience=p.patience, rtol=p.rtol, cooldown=p.cooldown,
                 accumulation_size=p.accumulation_size))
-        _optimizers[key] = base
-    return _optimizers[key]
+        _compiled[key] = base
+    return _compiled[key]
 
 
 def _fused_step(fn, opt):
     key = ("fused", fn, opt)
-    if key not in _optimizers:
+    if key not in _compiled:
         def step(theta, state, args):
             loss, g = jax.value_and_grad(fn)(theta, *args)
             updates, state = opt.update(g, state, theta, value=loss)
             return optax.apply_updates(theta, updates), state, loss
 
-        _optimizers[key] = jax.jit(step)
-    return _optimizers[key]
+        _compiled[key] = jax.jit(step)
+    return _compiled[key]
 
 
 def _update_step(opt):
     key = ("update", opt)
-    if key not in _optimizers:
+    if key not in _compiled:
         def update(theta, state, g, loss):
             updates, state = opt.update(g, state, theta, value=loss)
             return optax.apply_updates(theta, updates), state
 
-        _optimizers[key] = jax.jit(update)
-    return _optimizers[key]
+        _compiled[key] = jax.jit(update)
+    return _compiled[key]
 
 
 # --------------------------------------------------------------------------------------
@@ -380,10 +380,11 @@ def train(problem: Problem, training: Training, folder: RunFolder | None = None,
     full = problem.objective(-1, None)
     update = _update_step(opt)
     theta_dev = jax.numpy.asarray(theta)
+    # ``theta`` is the host copy of ``theta_dev``, refreshed once a step (the objective needs it anyway)
     for k in range(start, training.steps):
-        if not np.all(np.isfinite(np.asarray(theta_dev))):
+        if not np.all(np.isfinite(theta)):
             raise SolveError(f"training diverged at step {k}: θ is not finite (lower the learning rate)")
-        _record_measurements(write, measurements, full, np.asarray(theta_dev), k, final=False)
+        _record_measurements(write, measurements, full, theta, k, final=False)
         recording = k % training.record_every == 0 or k == training.steps - 1
         with clock:
             indices = batch_indices(seed, k, problem.num_samples, training.batch_size)
@@ -393,29 +394,26 @@ def train(problem: Problem, training: Training, folder: RunFolder | None = None,
                     t.seed = seed * 1_000_000 + k
             if training.schedules:
                 obj.set_weights(weights_at(training.schedules, k))
-            host = np.asarray(theta_dev)
             if training.gradient is None or training.gradient == obj.default_gradient_method:
-                fn, args = obj.direct_function(host)  # the discretisation at θ (its step grid)
+                fn, args = obj.direct_function(theta)  # the discretisation at θ (its step grid)
                 theta_dev, state, loss = _fused_step(fn, opt)(theta_dev, state, args)
             else:
-                loss = obj.value(host) if recording or training.plateau is not None else np.nan
-                g = obj.grad(host, method=training.gradient)
+                loss = obj.value(theta) if recording or training.plateau is not None else np.nan
+                g = obj.grad(theta, method=training.gradient)
                 theta_dev, state = update(theta_dev, state, jax.numpy.asarray(g), loss)
-            theta_dev.block_until_ready()
+            theta = np.asarray(theta_dev)
         if recording:
-            loss, theta = float(loss), np.asarray(theta_dev)
+            loss = float(loss)
             if not (math.isfinite(loss) and np.all(np.isfinite(theta))):
                 raise SolveError(f"training diverged at step {k}: the loss or θ is not finite "
                                  "(lower the learning rate, or check the solver's max_steps)")
             write({"step": k, "kind": "loss", "loss": loss})
         if (k + 1) % training.checkpoint_every == 0 or k + 1 == training.steps:
-            theta = np.asarray(theta_dev)
             checkpoint(k + 1)
         if progress is not None:
             progress(k + 1)
         if callback is not None:
-            callback(k + 1, np.asarray(theta_dev))
-    theta = np.asarray(theta_dev)
+            callback(k + 1, theta)
     if not np.all(np.isfinite(theta)):
         raise SolveError(f"training diverged at step {training.steps}: θ is not finite (lower the learning rate)")
     final = _record_measurements(write, measurements, full, theta, training.steps, final=True)
