@@ -20,16 +20,11 @@ import numpy as np
 from pyodejl.derivatives.methods import FAST_METHODS, GRADIENT_METHODS, HESSIAN_METHODS
 from pyodejl.experiments.folder import (
     FORMAT_VERSION,
-    VERSION_PACKAGES,
     ConfigMismatchError,
     RunFolder,
     RunFolderError,
     VersionMismatchError,
-    atomic_savez,
-    atomic_write_bytes,
-    atomic_write_text,
     package_versions,
-    version_differences,
 )
 from pyodejl.experiments.models import MODEL_KINDS, ModelSpec
 from pyodejl.experiments.tasks import TASKS, Task, make_task
@@ -42,14 +37,9 @@ __all__ = [
     "RUN_FILES",
     "Run",
     "load_run",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "atomic_savez",
     "OPTIMIZERS",
     "FORMAT_VERSION",
-    "VERSION_PACKAGES",
     "package_versions",
-    "version_differences",
     "gradient_method_names",
     "hessian_method_names",
 ]

@@ -135,13 +135,11 @@ def tracking_spec(config: RunConfig, progress_bar=None):
     n = task.num_samples
     track_idx = tracking_indices(config.seed, n, config.hessian_fraction)
     track_obj = build_objective(spec, task, track_idx)
-    full = {}
 
     def objective(step, indices):
-        if indices is None:
-            if None not in full:
-                full[None] = track_obj if track_idx is None else build_objective(spec, task, None)
-            return full[None]
+        # the trainer asks for the full batch once and keeps it
+        if indices is None and track_idx is None:
+            return track_obj
         return build_objective(spec, task, indices)
 
     def curvature(obj, theta, step):
