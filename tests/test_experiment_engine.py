@@ -312,6 +312,20 @@ def test_report_statistics_and_verdicts(toy_reference):
     assert rep["provenance"]["cores"] == [os.cpu_count()]
 
 
+def test_report_names_the_commits_of_its_runs_not_of_deleted_ones(toy_reference, tmp_path):
+    import shutil
+
+    from pyodejl.experiments.folder import git_commit
+
+    out = tmp_path / "copy"
+    shutil.copytree(toy_reference, out)
+    assert build_report(out, engine_toy.EXPERIMENT)["provenance"]["commits"] == [git_commit()]
+    # an invocation whose runs were deleted and rerun leaves its command, not its commit
+    RunFolder(out).append({"step": 99, "command": "pyodejl run toy", "commit": "0000000000-dirty", "date": "x"})
+    rep = build_report(out, engine_toy.EXPERIMENT)
+    assert rep["provenance"]["commits"] == [git_commit()] and "pyodejl run toy" in rep["provenance"]["commands"]
+
+
 # --------------------------------------------------------------------------------------
 # command line, and every registered experiment's quick run
 # --------------------------------------------------------------------------------------

@@ -126,7 +126,8 @@ def run_experiment(experiment, out, *, quick: bool = False, seeds=None, variants
             folder = RunFolder(run_path(out, variant, seed), run_config, allow_version_change=allow_version_change)
             folder.check()
             folders[variant, seed] = folder
-    top.append({"step": len(top.records()), "command": command or shlex.join(sys.argv), "commit": git_commit(),
+    commit = git_commit()
+    top.append({"step": len(top.records()), "command": command or shlex.join(sys.argv), "commit": commit,
                 "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
     for (variant, seed), folder in folders.items():
         if folder.finished:
@@ -136,10 +137,10 @@ def run_experiment(experiment, out, *, quick: bool = False, seeds=None, variants
             result = _train_run(exp, variant, seed, config["settings"], folder, progress)
         except (SolveError, FloatingPointError) as exc:
             # a configuration that diverges is a result of the table, not a reason to stop it
-            folder.finish({"final": {}, "failed": " ".join(str(exc).split())})
+            folder.finish({"final": {}, "failed": " ".join(str(exc).split()), "commit": commit})
             log(f"{exp.name} {variant} seed {seed}: failed: {exc}")
             continue
-        folder.finish(result)
+        folder.finish({**result, "commit": commit})
         summary = ", ".join(f"{k} {v:.4g}" for k, v in result["final"].items() if isinstance(v, (int, float)))
         log(f"{exp.name} {variant} seed {seed}: {summary}")
     return Path(out)

@@ -84,6 +84,7 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
         raise ValueError(f"{out} holds experiment {name!r}, not {exp.name!r}")
     keys = list(dict.fromkeys([c.key for c in exp.columns] + [t.key for t in exp.targets]))
     rows, seeds, unfinished, failed, loads, cores, versions, other = {}, set(), [], [], [], set(), [], [0.0, 0.0]
+    run_commits = set()  # None: a run finished before results named their commit
     for variant in exp.variants:
         vdir = out / variant
         if not vdir.is_dir():
@@ -103,6 +104,7 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
                 failed.append(f"{variant}/{sdir.name}: {result['failed']}")
                 continue
             seeds.add(_seed_of(sdir))
+            run_commits.add(result.get("commit"))
             loads += [x for x in result.get("load", []) if isinstance(x, (int, float))]
             if isinstance(result.get("other_cpu_s"), (int, float)) and isinstance(result.get("wall_s"), (int, float)):
                 other[0] += result["other_cpu_s"]
@@ -120,6 +122,10 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
                     rows.setdefault(variant, {}).setdefault(key, []).append(v)
     rows = {variant: {k: _stats(v) for k, v in cols.items()} for variant, cols in rows.items()}
     invocations = top.records()
+    # the commits of the runs the numbers come from; invocations whose runs were deleted do not count
+    commits = {c for c in run_commits if c}
+    if None in run_commits or not run_commits:
+        commits |= {r.get("commit") for r in invocations if r.get("commit")}
     return {
         "format": REPORT_FORMAT,
         "experiment": exp.name,
@@ -137,7 +143,7 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
         "provenance": {
             "commands": [r.get("command") for r in invocations],
             "dates": [r.get("date") for r in invocations],
-            "commits": sorted({r.get("commit") for r in invocations if r.get("commit")}),
+            "commits": sorted(commits),
             "cores": sorted(cores),
             "load": [min(loads), max(loads)] if loads else None,
             # CPU time of every other process during the runs, as a share of what the machine had
