@@ -7,6 +7,7 @@ and a pure ``__call__(t, y, theta)`` (see :mod:`pyodejl.models.vector_field`).
 from pyodejl.models.mlp import ACTIVATIONS, MLP
 from pyodejl.models.neural_ode import NeuralODE
 from pyodejl.models.resnet import ResNet, ResNetVectorField
+from pyodejl.models.second_order import SecondOrder
 from pyodejl.models.time_mlp import ConcatTimeMLP
 from pyodejl.models.vector_field import VectorField, check_vector_field
 
@@ -17,6 +18,7 @@ __all__ = [
     "NeuralODE",
     "ResNet",
     "ResNetVectorField",
+    "SecondOrder",
     "VectorField",
     "check_vector_field",
 ]
