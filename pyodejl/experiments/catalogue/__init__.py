@@ -18,6 +18,7 @@ __all__ = ["EXPERIMENT_MODULES", "experiment_names", "get_experiment"]
 EXPERIMENT_MODULES = {
     "regularisers-spiral": "regularisers_spiral",
     "regularisers-digits": "regularisers_digits",
+    "regularisers-mnist": "regularisers_mnist",
     "deq-digits": "deq_digits",
     "deq-mnist": "deq_mnist",
     "stiffness": "stiffness",

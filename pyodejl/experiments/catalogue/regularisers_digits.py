@@ -31,13 +31,18 @@ from pyodejl.experiments.catalogue._heuristics import Variant, regularised_probl
 from pyodejl.experiments.declaration import Column, Experiment, RunSpec, Target
 from pyodejl.experiments.trainer import Training
 
-D, WIDTH, CLASSES = 64, 100, 10
+WIDTH, CLASSES = 100, 10
 TOL = 1.4e-8
-P_VF = WIDTH * (D + 1) + WIDTH + D * (WIDTH + 1) + D
+
+
+def num_field_params(D: int) -> int:
+    """p of the dynamics on D pixels: 13 128 for 8×8 digits, 158 168 for 28×28 MNIST."""
+    return WIDTH * (D + 1) + WIDTH + D * (WIDTH + 1) + D
 
 
 def dynamics(t, y, th):
-    """z = tanh(W₁[y; t] + B₁), f = tanh(W₂[z; t] + B₂) (seed 004 ch. 5 §3.1.1)."""
+    """z = tanh(W₁[y; t] + B₁), f = tanh(W₂[z; t] + B₂) (seed 004 ch. 5 §3.1.1); D = len(y)."""
+    D = y.shape[-1]
     o = 0
     W1 = th[o : o + WIDTH * (D + 1)].reshape(WIDTH, D + 1)
     o += WIDTH * (D + 1)
@@ -51,7 +56,7 @@ def dynamics(t, y, th):
     return jnp.tanh(W2 @ jnp.concatenate([z, tt]) + b2)
 
 
-def init(seed):
+def init(seed, D: int):
     """PyTorch's nn.Linear default, U(±1/√fan_in), for the dynamics and the classifier."""
     r = np.random.default_rng(seed)
     u = lambda n, fan: r.uniform(-1, 1, n) / np.sqrt(fan)
@@ -59,21 +64,29 @@ def init(seed):
     return np.concatenate([vf, u(CLASSES * D + CLASSES, D)])
 
 
-VECTOR_FIELD = pj.VectorField(dynamics, num_params=P_VF, state_dim=D, name="seed004_mnist_dynamics")
+VECTOR_FIELDS = {D: pj.VectorField(dynamics, num_params=num_field_params(D), state_dim=D,
+                                   name=f"seed004_mnist_dynamics_{D}") for D in (64, 784)}
 
 
 @dataclass(frozen=True)
 class CrossEntropy:
-    """Mean cross-entropy of the linear readout of the final state; θ_extra = [W (10×64), b]."""
+    """Mean cross-entropy of the linear readout of the final state; θ_extra = [W (10×D), b]."""
 
     def __call__(self, extra, Y, labels):
+        D = Y.shape[-1]
         W, b = extra[: CLASSES * D].reshape(CLASSES, D), extra[CLASSES * D :]
         logits = Y[:, -1] @ W.T + b
         return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], axis=1))
 
 
-def load(split_seed: int = 0):
-    """``(X_train, X_test, y_train, y_test)``: the 8×8 digits, pixels / 16, stratified 80/20."""
+def load(split_seed: int = 0, task: str = "digits"):
+    """``(X_train, X_test, y_train, y_test)``: the 8×8 digits, pixels / 16, stratified 80/20;
+    or (``task="mnist"``) MNIST-5k's stratified 4,000 / 1,000 split drawn from ``split_seed``."""
+    if task == "mnist":
+        from pyodejl.experiments.tasks import make_task
+
+        t = make_task("mnist", seed=split_seed)
+        return t.x, t.x_test, t.y, t.y_test
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -106,48 +119,60 @@ VARIANTS = {
 
 
 def settings(quick: bool) -> dict:
-    return {"steps": 3 if quick else 300, "batch_size": 32 if quick else 64, "lr": 3e-3, "tol": TOL,
+    return {"task": "digits", "steps": 3 if quick else 300, "batch_size": 32 if quick else 64, "lr": 3e-3, "tol": TOL,
             "split_seed": 0, "curvature_samples": 256, "curvature_seeds": [] if quick else [0]}
 
 
 def _classify(model, theta, X, batch):
     """Accuracy-ready logits per full batch, with each batch's NFE."""
-    W = theta[P_VF : P_VF + CLASSES * D].reshape(CLASSES, D)
-    b = theta[P_VF + CLASSES * D :]
+    D, p = X.shape[-1], model.num_params
+    W = theta[p : p + CLASSES * D].reshape(CLASSES, D)
+    b = theta[p + CLASSES * D :]
     for i in range(0, len(X) - batch + 1, batch):
-        sol = model.solve(theta[:P_VF], (0.0, 1.0), X[i : i + batch])
+        sol = model.solve(theta[:p], (0.0, 1.0), X[i : i + batch])
         yield i, sol.ys[:, -1] @ W.T + b, sol.stats.nfe
 
 
-def setup(variant: str, seed: int, s: dict) -> RunSpec:
-    Xtr, Xte, ytr, yte = load(s["split_seed"])
-    model = pj.NeuralODE(VECTOR_FIELD, solver="tsit5", rtol=s["tol"], atol=s["tol"], max_steps=8192)
-    v, batch, ts = VARIANTS[variant], s["batch_size"], np.array([0.0, 1.0])
+def setup_for(variants: dict):
+    """The ``setup`` of an experiment whose rows are ``variants`` ({name: Variant}) on this model."""
 
-    def make(times, indices, terms):
-        idx = slice(None) if indices is None else indices
-        return pj.ObservationLoss(model, times, Xtr[idx], CrossEntropy(), data=ytr[idx].astype(np.int32),
-                                  num_extra_params=CLASSES * D + CLASSES, regularizers=terms or None)
+    def setup(variant: str, seed: int, s: dict) -> RunSpec:
+        Xtr, Xte, ytr, yte = load(s["split_seed"], s.get("task", "digits"))
+        D = Xtr.shape[1]
+        model = pj.NeuralODE(VECTOR_FIELDS[D], solver="tsit5", rtol=s["tol"], atol=s["tol"], max_steps=8192)
+        p_vf = model.num_params
+        v, batch, ts = variants[variant], s["batch_size"], np.array([0.0, 1.0])
 
-    def accuracy(theta, X, y):
-        hits = [(np.argmax(logits, 1) == y[i : i + batch]).sum() for i, logits, _ in _classify(model, theta, X, batch)]
-        return float(np.sum(hits)) / (len(hits) * batch)
+        def make(times, indices, terms):
+            idx = slice(None) if indices is None else indices
+            return pj.ObservationLoss(model, times, Xtr[idx], CrossEntropy(), data=ytr[idx].astype(np.int32),
+                                      num_extra_params=CLASSES * D + CLASSES, regularizers=terms or None)
 
-    def evaluate(theta):
-        nfe = [n for _, _, n in _classify(model, theta, Xte, batch)]
-        return {"train_acc": accuracy(theta, Xtr, ytr), "test_acc": accuracy(theta, Xte, yte),
-                "test_nfe": float(np.mean(nfe))}
+        def accuracy(theta, X, y):
+            hits = [(np.argmax(logits, 1) == y[i : i + batch]).sum()
+                    for i, logits, _ in _classify(model, theta, X, batch)]
+            return float(np.sum(hits)) / (len(hits) * batch)
 
-    measurements = [measures.evaluate(evaluate),
-                    measures.prediction_time(lambda theta: model.solve(theta[:P_VF], (0.0, 1.0), Xte[:batch]).ys)]
-    if seed in s["curvature_seeds"]:
-        sub = np.random.default_rng([seed, 3]).choice(len(Xtr), s["curvature_samples"], replace=False)
-        plain = make(ts, np.sort(sub), [])
-        measurements.append(measures.curvature(plain, exact_max_params=0, seed=seed, trace_matvecs=30))
-    problem = regularised_problem(v, seed, init(seed), ts, make, num_samples=len(Xtr))
-    training = Training(steps=s["steps"], lr=s["lr"], batch_size=batch, gradient=v.gradient,
-                        schedules=v.schedules(s["steps"]), record_every=10)
-    return RunSpec(problem, training, tuple(measurements))
+        def evaluate(theta):
+            nfe = [n for _, _, n in _classify(model, theta, Xte, batch)]
+            return {"train_acc": accuracy(theta, Xtr, ytr), "test_acc": accuracy(theta, Xte, yte),
+                    "test_nfe": float(np.mean(nfe))}
+
+        measurements = [measures.evaluate(evaluate),
+                        measures.prediction_time(lambda theta: model.solve(theta[:p_vf], (0.0, 1.0), Xte[:batch]).ys)]
+        if seed in s["curvature_seeds"]:
+            sub = np.random.default_rng([seed, 3]).choice(len(Xtr), s["curvature_samples"], replace=False)
+            plain = make(ts, np.sort(sub), [])
+            measurements.append(measures.curvature(plain, exact_max_params=0, seed=seed, trace_matvecs=30))
+        problem = regularised_problem(v, seed, init(seed, D), ts, make, num_samples=len(Xtr))
+        training = Training(steps=s["steps"], lr=s["lr"], batch_size=batch, gradient=v.gradient,
+                            schedules=v.schedules(s["steps"]), record_every=10)
+        return RunSpec(problem, training, tuple(measurements))
+
+    return setup
+
+
+setup = setup_for(VARIANTS)
 
 
 EXPERIMENT = Experiment(
