@@ -58,7 +58,8 @@ def plot_training_curves(folder, path=None, key: str = "loss"):
 def plot_experiment(folder, out) -> list[Path]:
     """Every figure of an experiment folder into folder ``out``: the training curves, and
     the experiment's own figures where it has them (``stiffness``: seed 001's proxy
-    evolution, Hessian spectra, the Neural ODE pair). Returns the paths written."""
+    evolution, Hessian spectra, the Neural ODE pair; ``laplace-lv``: the predictive bands).
+    Returns the paths written."""
     import matplotlib.pyplot as plt
 
     from pyodejl.experiments.folder import RunFolder
@@ -72,4 +73,10 @@ def plot_experiment(folder, out) -> list[Path]:
         from pyodejl.plotting.stiffness import load_stiffness_experiment, plot_stiffness_experiment
 
         written += plot_stiffness_experiment(load_stiffness_experiment(folder), out)
+    if name == "laplace-lv":
+        from pyodejl.plotting.laplace import plot_predictive_bands
+
+        path = out / "laplace-lv_bands.png"
+        plt.close(plot_predictive_bands(folder, path))
+        written.append(path)
     return written

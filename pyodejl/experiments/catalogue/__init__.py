@@ -23,6 +23,7 @@ EXPERIMENT_MODULES = {
     "deq-mnist": "deq_mnist",
     "stiffness": "stiffness",
     "hessian-tracking": "hessian_tracking",
+    "laplace-lv": "laplace_lv",
 }
 
 
