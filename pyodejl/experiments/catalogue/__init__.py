@@ -21,6 +21,7 @@ EXPERIMENT_MODULES = {
     "deq-digits": "deq_digits",
     "stiffness": "stiffness",
     "hessian-tracking": "hessian_tracking",
+    "latent-vowels": "latent_vowels",
 }
 
 
