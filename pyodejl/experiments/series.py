@@ -161,8 +161,9 @@ def irregular_split(values, lengths, *, seed: int = 0, split: str = "train", nam
             the other split or on the order the splits are built in.
         split: ``"train"`` or ``"test"``.
         name: the dataset's name (kept on the result).
-        mean, std: ``(C,)`` standardisation statistics (default None: computed from
-            these series' real entries: give the training split's for a test split).
+        mean: ``(C,)`` per-channel means to standardise with (default None: computed
+            from these series' real entries; give the training split's for a test split).
+        std: ``(C,)`` per-channel standard deviations, likewise (both or neither).
         observed_fraction: share of each series' real entries kept as observations
             (default 0.5, rounded to a count, at least 1 and at most all but one
             when a series has two or more real entries).

@@ -201,7 +201,9 @@ class LatentODE(eqx.Module):
 
         Args:
             theta: ``(num_params,)``.
-            times, values, observed_mask: as :class:`LatentODELoss`.
+            times: ``(T,)`` grid (or ``(B, T)``), as :class:`LatentODELoss`.
+            values: ``(B, T, C)``.
+            observed_mask: ``(B, T, C)``, the entries the encoder reads.
             return_stats: also return the latent solve's
                 :class:`~pyodejl.solving.SolveStats` (steps, NFE).
 
