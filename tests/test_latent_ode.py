@@ -210,3 +210,19 @@ def test_bad_input(series):
     with pytest.raises(ValueError, match="either y0 or an initial-state map"):
         pj.ObservationLoss(m.ode, ts, np.zeros((B, L)), loss.problem.cost, data=loss._host_batch[0],
                            num_extra_params=m.num_params - m.ode.num_params, initial=loss.problem.initial)
+
+
+def test_direct_hessians_agree_through_the_encoder():
+    """direct-direct and direct-adjoint differentiate the same frozen-grid loss twice, encoder included."""
+    ode = pj.NeuralODE(pj.MLP((2, 4, 2)), solver="tsit5", rtol=1e-6, atol=1e-8)
+    m = pj.LatentODE(ode, 2, hidden_dim=3, obs_std=0.1)
+    rng = np.random.default_rng(0)
+    values, mask = rng.normal(size=(3, 6, 2)), rng.random((3, 6, 2)) < 0.5
+    mask[:, 0] = True
+    loss = m.loss(np.linspace(0, 1, 6), values, mask, regularizers=[pj.regularizers.ErrorEstimate(0.1)])
+    th = m.init(0)
+    H = loss.hessian(th, method="direct-direct")
+    np.testing.assert_allclose(H, H.T, atol=1e-9 * np.abs(H).max())
+    np.testing.assert_allclose(loss.hessian(th, method="direct-adjoint"), H, atol=1e-10 * np.abs(H).max())
+    enc = slice(m.ode.num_params, m.ode.num_params + m.num_encoder_params)
+    assert np.abs(H[enc, enc]).max() > 0
