@@ -1,5 +1,8 @@
 """Latent ODEs (pyodejl.LatentODE): ELBO gradients, KL, masks, the backward encoder, regularisers, training."""
 
+from dataclasses import dataclass
+
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -226,3 +229,44 @@ def test_direct_hessians_agree_through_the_encoder():
     np.testing.assert_allclose(loss.hessian(th, method="direct-adjoint"), H, atol=1e-10 * np.abs(H).max())
     enc = slice(m.ode.num_params, m.ode.num_params + m.num_encoder_params)
     assert np.abs(H[enc, enc]).max() > 0
+
+
+@dataclass(frozen=True)
+class ShiftedStart:
+    """y0 = data's base states + θ_extra (one shift shared by the batch)."""
+
+    def __call__(self, extra, data):
+        return data[0] + extra
+
+
+@dataclass(frozen=True)
+class TargetMSE:
+    def __call__(self, extra, Y, data):
+        return jnp.mean((Y[..., : data[1].shape[-1]] - data[1]) ** 2)
+
+
+def test_initial_map_equals_the_fixed_y0_loss_and_differentiates_the_shift():
+    """ObservationLoss(initial=...) at a zero shift is the fixed-y0 loss (augmented state and a running
+    cost included); its gradient in the shift matches FD of the frozen-grid loss."""
+    # loose tolerances: the error estimates E_j stay well above rounding, so FD of ERNODE is not noise
+    model = pj.NeuralODE(pj.MLP((3, 5, 3)), solver="tsit5", rtol=1e-4, atol=1e-6, augment_dim=1)
+    rng = np.random.default_rng(5)
+    ts, y0 = np.linspace(0, 1, 5), rng.normal(size=(3, 2))
+    targets = rng.normal(size=(3, 5, 2))
+    terms = [pj.regularizers.KineticEnergy(0.1), pj.regularizers.ErrorEstimate(0.2)]
+    fixed = pj.TrajectoryLoss(model, ts, y0, targets, regularizers=terms)
+    mapped = pj.ObservationLoss(model, ts, None, TargetMSE(), data=(y0, targets), num_extra_params=2,
+                                regularizers=terms, initial=ShiftedStart())
+    vf = model.init(0)
+    th = np.concatenate([vf, np.zeros(2)])
+    assert mapped.value(th) == pytest.approx(fixed.value(vf), rel=1e-12)
+    g = mapped.grad(th)
+    np.testing.assert_allclose(g[: vf.size], fixed.grad(vf), rtol=1e-9, atol=1e-12)
+    f = frozen(mapped, th)
+    for i in (vf.size, vf.size + 1):
+        e = np.zeros(th.size)
+        e[i] = 1.0
+        np.testing.assert_allclose(g[i], directional_fd(f, th, e, h=1e-4), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"must return initial states of shape \(B, 2\)"):
+        pj.ObservationLoss(model, ts, None, TargetMSE(), data=(y0[:, :1], targets), num_extra_params=1,
+                           initial=ShiftedStart())
