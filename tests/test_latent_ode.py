@@ -203,6 +203,8 @@ def test_bad_input(series):
         m.loss(ts[:-1], values, mask)
     with pytest.raises(ValueError, match="target_mask must have the shape"):
         m.interpolation_mse(m.init(0), ts, values, mask, mask[:1])
+    with pytest.raises(ValueError, match="target_mask overlaps observed_mask"):
+        m.interpolation_mse(m.init(0), ts, values, mask, mask)
     with pytest.raises(TypeError, match="must be a pyodejl.NeuralODE"):
         pj.LatentODE(pj.MLP((2, 2)), C)
     loss = m.loss(ts, values, mask)

@@ -229,7 +229,9 @@ class LatentODE(eqx.Module):
         target = target.astype(bool)
         if not target.any():
             raise ValueError("target_mask selects no entry: nothing to score")
-        pred = self.predict(theta, times, np.where(target, 0.0, values), observed_mask)
+        if np.any(target & np.asarray(observed_mask, dtype=bool)):
+            raise ValueError("target_mask overlaps observed_mask: held-out entries must not be shown to the encoder")
+        pred = self.predict(theta, times, values, observed_mask)
         return float(np.mean((pred[target] - values[target]) ** 2))
 
 
