@@ -172,8 +172,11 @@ def _evaluate(fn, theta, args):
     return fn(theta, *args)
 
 
-def _initial_shape(initial, model, num_extra: int, data) -> tuple[int, int]:
+def _initial_shape(initial, model, y0, num_extra, data) -> tuple[int, int]:
     """``(B, d)``: the shape of ``initial(theta_extra, data)``, checked without running it."""
+    if y0 is not None:
+        raise ValueError("give either y0 or an initial-state map `initial`, not both (pass y0=None)")
+    num_extra = check_integer(num_extra, "num_extra_params", minimum=0)
     if not callable(initial):
         raise TypeError(f"initial must be callable as initial(theta_extra, data) -> (B, d), got {initial!r}")
     extra = jax.ShapeDtypeStruct((num_extra,), jnp.float64)
@@ -259,23 +262,21 @@ class ObservationLoss(Objective):
             raise TypeError(f"model must be a pyodejl.NeuralODE, got {type(model).__name__}")
         self.model = model
         self.ts = check_times(ts)
-        if data is not None:
-            for leaf in jax.tree_util.tree_leaves(data):
-                check_finite(np.asarray(leaf), "data")
-        num_extra_params = check_integer(num_extra_params, "num_extra_params", minimum=0)
         if initial is None:
             self.single = np.ndim(y0) == 1
             self.y0 = check_initial_state(y0, model.data_dim)
             B, d = self.y0.shape
         else:
-            if y0 is not None:
-                raise ValueError("give either y0 or an initial-state map `initial`, not both (pass y0=None)")
+            B, d = _initial_shape(initial, model, y0, num_extra_params, data)
             self.single, self.y0 = False, None
-            B, d = _initial_shape(initial, model, num_extra_params, data)
         self._B = B
         D = d + model.augment_dim
         if model.state_dim is None:
             model.check_state_dim(D)
+        if data is not None:
+            for leaf in jax.tree_util.tree_leaves(data):
+                check_finite(np.asarray(leaf), "data")
+        num_extra_params = check_integer(num_extra_params, "num_extra_params", minimum=0)
         self.num_params = model.num_params + int(num_extra_params)
         self.regularizers = check_terms(regularizers)
         for term in self.regularizers:
