@@ -52,6 +52,7 @@ from pyodejl.derivatives.equilibrium import (
 from pyodejl.laplace import Laplace
 from pyodejl.models import MLP, NeuralODE, ResNet, ResNetVectorField, SecondOrder, VectorField
 from pyodejl.models.deq import DEQ, ContinuousDEQ, Dense, EquilibriumError, MLPCell, Skip, SkipReg
+from pyodejl.models.latent_ode import LatentODE, LatentODELoss
 from pyodejl.solving import CONTROLLERS, SOLVERS, ConstantStepSize, PIDController, SolveError, Solver
 from pyodejl.solving.fixed_point import FIXED_POINT_SOLVERS
 
@@ -67,6 +68,8 @@ __all__ = [
     "EquilibriumLoss",
     "JacobianRegularizer",
     "Laplace",
+    "LatentODE",
+    "LatentODELoss",
     "MLPCell",
     "Skip",
     "SkipReg",

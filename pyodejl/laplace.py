@@ -109,6 +109,8 @@ def _likelihood_reading(loss):
             f"Laplace needs a loss whose data term reads as a likelihood, i.e. {supported}; "
             f"got a {type(loss).__name__}, a loss with no likelihood reading"
         )
+    if loss.problem.initial is not None:
+        raise ValueError("Laplace takes y0 as data; this loss's initial state depends on θ (an initial-state map)")
     if loss.problem.cost is not mse_cost:
         cost = getattr(loss, "loss", getattr(loss.problem.cost, "__name__", type(loss.problem.cost).__name__))
         raise ValueError(

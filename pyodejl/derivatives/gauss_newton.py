@@ -246,6 +246,11 @@ def _ode_data_args(objective, theta):
     the terms' times; ``obs_index`` is then mapped back to the user's observation
     times, which are all the data term reads.
     """
+    if getattr(objective.problem, "initial", None) is not None:
+        raise NotImplementedError(
+            "the Gauss–Newton and Fisher operators take y0 as data; this loss's initial state depends on θ "
+            "(an initial-state map), whose Jacobian they do not chain in"
+        )
     _, (times, obs_index, y0, data) = objective.direct_function(theta)
     if len(data) > 3:  # (data, weights, solved times, (user_index, per-term entries))
         obs_index = to_device(to_host(obs_index)[to_host(data[3][0])])

@@ -45,6 +45,12 @@ class ODEProblem:
     extra times (:meth:`ObservationLoss.linearisation`): ``ts`` then holds
     every solved time and ``sampled = (user_index, per-term (index, term data)
     or None)``.
+
+    ``initial`` (default None) is an optional hashable initial-state map
+    ``initial(theta_extra, data) -> (B, d)``: the initial state then depends on
+    θ (e.g. a latent ODE's encoder) and the ``y0`` the loss functions take holds
+    only the entries appended after the D model entries (``(B, 0)`` without
+    running-cost terms); see :meth:`start`.
     """
 
     model: Any
@@ -52,6 +58,7 @@ class ODEProblem:
     D: int
     terms: tuple = ()
     running_offset: int = 0
+    initial: Callable | None = None
 
     @property
     def num_vf(self) -> int:
@@ -63,6 +70,20 @@ class ODEProblem:
 
     def split(self, theta):
         return theta[: self.num_vf], theta[self.num_vf :]
+
+    def start(self, theta, y0, user_data):
+        """The solved initial state ``(B, D_solved)``.
+
+        Without an initial map, ``y0`` itself. With one, ``[initial(θ_extra,
+        data), augmentation zeros, y0]``: computed inside the traced loss so that
+        every derivative through the frozen-grid replay reaches θ_extra.
+        """
+        if self.initial is None:
+            return y0
+        _, extra = self.split(theta)
+        z0 = self.initial(extra, user_data)
+        pad = jnp.zeros(z0.shape[:-1] + (self.D - z0.shape[-1],), dtype=z0.dtype)
+        return jnp.concatenate([z0, pad, y0.astype(z0.dtype)], axis=-1)
 
     def parts(self, theta, Y_tbd, data, steps=None) -> dict:
         """Each term's unweighted value (the data term under ``"data"``), states laid out ``(T, B, D)``."""
@@ -108,6 +129,7 @@ class _AdaptiveLoss:
 
     def __call__(self, theta, ts, y0, data):
         vf, _ = self.problem.split(theta)
+        y0 = self.problem.start(theta, y0, data[0])
         _, ys, _, ok = adaptive_states(self.problem.model, vf, ts, y0)
         loss = self.problem.cost_of_states(theta, ys, data)
         return jnp.where(ok & jnp.isfinite(loss), loss, jnp.nan)
@@ -123,6 +145,7 @@ class _GridLoss:
     def __call__(self, theta, times, obs_index, y0, data):
         problem = self.problem
         vf, _ = problem.split(theta)
+        y0 = problem.start(theta, y0, data[0])
         steps = None
         if problem.needs_steps:
             steps = record_steps(problem.model, vf, times, y0)
@@ -134,9 +157,40 @@ class _GridLoss:
         return problem.cost_of_states(theta, Y, data, steps)
 
 
+@dataclass(frozen=True)
+class _Start:
+    """The solved initial state at θ (:meth:`ODEProblem.start`), for the host-side solve."""
+
+    problem: ODEProblem
+
+    def __call__(self, theta, y0, user_data):
+        return self.problem.start(theta, y0, user_data)
+
+
 @jit(static_argnums=0)
 def _evaluate(fn, theta, args):
     return fn(theta, *args)
+
+
+def _initial_shape(initial, model, y0, num_extra, data) -> tuple[int, int]:
+    """``(B, d)``: the shape of ``initial(theta_extra, data)``, checked without running it."""
+    if y0 is not None:
+        raise ValueError("give either y0 or an initial-state map `initial`, not both (pass y0=None)")
+    num_extra = check_integer(num_extra, "num_extra_params", minimum=0)
+    if not callable(initial):
+        raise TypeError(f"initial must be callable as initial(theta_extra, data) -> (B, d), got {initial!r}")
+    extra = jax.ShapeDtypeStruct((num_extra,), jnp.float64)
+    try:
+        out = jax.eval_shape(initial, extra, data)
+    except Exception as exc:  # the map's own error, re-raised with context
+        raise ValueError(
+            f"initial(theta_extra, data) cannot be evaluated with theta_extra of shape ({num_extra},): {exc}"
+        ) from exc
+    shape = tuple(getattr(out, "shape", ()))
+    d = "d" if model.data_dim is None else model.data_dim
+    if len(shape) != 2 or min(shape) < 1 or (model.data_dim is not None and shape[1] != model.data_dim):
+        raise ValueError(f"initial(theta_extra, data) must return initial states of shape (B, {d}), got {shape}")
+    return shape
 
 
 def _running_model(model, terms, D):
@@ -172,6 +226,13 @@ class ObservationLoss(Objective):
         data: array (or pytree of arrays) passed to ``cost``.
         num_extra_params: parameters after the vector field's in θ (default 0).
         regularizers: loss terms (:mod:`pyodejl.regularizers`), default none.
+        initial: optional hashable initial-state map ``initial(theta_extra,
+            data) -> (B, d)`` (default None: the fixed ``y0``). With it, pass
+            ``y0=None``: the initial state is a function of θ (e.g. the encoder
+            of :class:`pyodejl.LatentODE`), solved at each θ and differentiated
+            through in the frozen-grid replay (``"discrete"`` gradient, ``direct-*``
+            Hessians, every regulariser). The continuous adjoints and the
+            Gauss–Newton operators treat y0 as data and refuse such a loss.
         devices: JAX devices to split the batch of trajectories over: None or 1
             (default: one device), a count n (the first n of ``jax.devices()``)
             or a list of devices. B must be divisible by their number. See
@@ -195,14 +256,21 @@ class ObservationLoss(Objective):
         num_extra_params: int = 0,
         regularizers=None,
         devices=None,
+        initial: Callable | None = None,
     ):
         if not (callable(getattr(model, "rhs", None)) and hasattr(model, "solver")):
             raise TypeError(f"model must be a pyodejl.NeuralODE, got {type(model).__name__}")
         self.model = model
         self.ts = check_times(ts)
-        self.single = np.ndim(y0) == 1
-        self.y0 = check_initial_state(y0, model.data_dim)
-        D = self.y0.shape[1] + model.augment_dim
+        if initial is None:
+            self.single = np.ndim(y0) == 1
+            self.y0 = check_initial_state(y0, model.data_dim)
+            B, d = self.y0.shape
+        else:
+            B, d = _initial_shape(initial, model, y0, num_extra_params, data)
+            self.single, self.y0 = False, None
+        self._B = B
+        D = d + model.augment_dim
         if model.state_dim is None:
             model.check_state_dim(D)
         if data is not None:
@@ -214,16 +282,16 @@ class ObservationLoss(Objective):
         for term in self.regularizers:
             term.check(model)
         running = [t for t in self.regularizers if has_running_cost(t)]
-        y0_aug = np.asarray(model.augment(to_device(self.y0)))
+        # with an initial map the stored y0 holds only the appended entries (ODEProblem.start)
+        y0_aug = np.zeros((B, 0)) if initial is not None else np.asarray(model.augment(to_device(self.y0)))
         if running:
             solve_model = _running_model(model, self.regularizers, D)
-            B = self.y0.shape[0]
             noise = [term_noise(t, B, D) for t in running]
             y0_aug = np.concatenate([y0_aug] + noise + [np.zeros((B, len(running)))], axis=1)
             offset = D + sum(n.shape[1] for n in noise)
         else:
             solve_model, offset = model, 0
-        self.problem = ODEProblem(solve_model, cost, D, self.regularizers, offset)
+        self.problem = ODEProblem(solve_model, cost, D, self.regularizers, offset, initial)
         if self.problem.needs_steps and solver_spec(model.solver).tableau is None:
             raise NotImplementedError(
                 f"terms that read the per-step record need an explicit solver; {model.solver} "
@@ -244,7 +312,7 @@ class ObservationLoss(Objective):
                 count n or a list of devices; B must be divisible by their number.
         """
         self.devices = resolve_devices(devices)
-        put = batch_placement(self.devices, self.y0.shape[0])
+        put = batch_placement(self.devices, self._B)
         data, y0_aug = self._host_batch
         self.data = (put(data),) + tuple(self.data[1:])
         self._y0_aug = put(y0_aug)
@@ -270,7 +338,7 @@ class ObservationLoss(Objective):
 
     @property
     def batch_size(self) -> int:
-        return self.y0.shape[0]
+        return self._B
 
     @property
     def state_dim(self) -> int:
@@ -345,12 +413,20 @@ class ObservationLoss(Objective):
         key = (theta.tobytes(), tuple(sample_key(t) for t in self.regularizers))
         if key != self._cache_key:
             vf = theta[: self.model.num_params]
+            y0 = self.initial_state(theta)
             if self._sampled:
-                self._cache, self._linearisation = linearise(self, vf)
+                self._cache, self._linearisation = linearise(self, vf, y0)
             else:
-                self._cache = adaptive_solve(self.problem.model, vf, self.ts, self._y0_aug)
+                self._cache = adaptive_solve(self.problem.model, vf, self.ts, y0)
             self._cache_key = key
         return self._cache
+
+    def initial_state(self, theta):
+        """The solved initial state at θ, ``(B, D_solved)`` (appended entries included)."""
+        if self.problem.initial is None:
+            return self._y0_aug
+        return _evaluate(_Start(self.problem), to_device(np.asarray(theta, dtype=np.float64)),
+                         (self._y0_aug, self.data[0]))
 
     def linearisation(self, theta):
         """``(solved times, data)`` at θ: the data tuple the compiled loss takes.
@@ -377,6 +453,12 @@ class ObservationLoss(Objective):
         return _GridLoss(self.problem), args
 
     def continuous_problem(self, theta=None):
+        if self.problem.initial is not None:
+            raise NotImplementedError(
+                "this loss has an initial-state map (y0 depends on θ): the continuous adjoints take y0 as "
+                "data and do not chain the adjoint at t0 into the map; use the 'discrete' gradient and the "
+                "direct-* Hessian methods"
+            )
         if self.problem.needs_steps:
             names = [t.name for t in self.regularizers if getattr(t, "needs_steps", False)]
             raise NotImplementedError(
@@ -395,7 +477,7 @@ class ObservationLoss(Objective):
         steps = self._cache.grid.num_steps if self._cache is not None else 256
         spec = solver_spec(self.model.solver)
         sizes = getattr(self.model.vector_field, "sizes", None)
-        width = self._y0_aug.shape[1]
+        width = self._y0_aug.shape[1] + (self.problem.D if self.problem.initial is not None else 0)
         widths = sum(sizes) + width if sizes is not None else 8 * width + 64
         per_tangent = 8 * 4 * steps * spec.stages * self.batch_size * widths
         return int(np.clip(2**30 // max(per_tangent, 1), 1, self.num_params))

@@ -68,16 +68,19 @@ def sample_key(term):
     return key() if callable(key) else getattr(term, "seed", None)
 
 
-def linearise(objective, theta_vf):
+def linearise(objective, theta_vf, y0=None):
     """Solve at the observation times plus every sampled term's times; build the sampled data.
 
     Returns ``(solution, (times, sampled))``: the :class:`~pyodejl.solving.Solution`
     on all solved times, those times (device array) and ``sampled = (user_index,
     per-term (index, term data) or None)`` for :class:`~pyodejl.derivatives.ode_loss.ODEProblem`.
+    ``y0``: the solved initial state (default: the objective's fixed one; an
+    objective whose y0 depends on θ passes its state at θ).
     """
     from pyodejl.solving.integrate import adaptive_solve
 
-    problem, ts, y0 = objective.problem, objective.ts, objective._y0_aug
+    problem, ts = objective.problem, objective.ts
+    y0 = objective._y0_aug if y0 is None else y0
     cache = {}
 
     def plain():

@@ -24,6 +24,7 @@ EXPERIMENT_MODULES = {
     "stiffness": "stiffness",
     "hessian-tracking": "hessian_tracking",
     "laplace-lv": "laplace_lv",
+    "latent-vowels": "latent_vowels",
 }
 
 
