@@ -123,7 +123,10 @@ def _laplace(loss, theta):
 
 
 def _nuts(loss, theta_map, la, seed, s):
-    import blackjax
+    try:
+        import blackjax
+    except ImportError as exc:
+        raise ImportError("the nuts row samples with blackjax: pip install 'pyodejl[laplace]'") from exc
 
     fn, args = loss.direct_function(theta_map)
     n, sigma, delta = la.num_observations, la.noise_std, la.prior_precision
