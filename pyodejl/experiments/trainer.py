@@ -114,7 +114,7 @@ class Training:
     """How a run trains.
 
     Attributes:
-        steps: optimiser steps.
+        steps: optimiser steps (0: measure θ0 only).
         lr: learning rate.
         optimizer: ``"adam"`` (default), ``"sgd"`` (plain minibatch steps) or ``"gd"``.
         batch_size: samples per step (None: full batch).
@@ -140,7 +140,8 @@ class Training:
     def __post_init__(self):
         from pyodejl._validation import check_integer, check_number
 
-        check_integer(self.steps, "steps")
+        # zero steps: an evaluation-only run, its measurements taken at θ0
+        check_integer(self.steps, "steps", minimum=0)
         check_number(self.lr, "lr")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")

@@ -22,6 +22,7 @@ EXPERIMENT_MODULES = {
     "deq-digits": "deq_digits",
     "deq-mnist": "deq_mnist",
     "stiffness": "stiffness",
+    "agreement": "agreement",
     "hessian-tracking": "hessian_tracking",
     "laplace-lv": "laplace_lv",
     "latent-vowels": "latent_vowels",
