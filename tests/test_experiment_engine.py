@@ -18,7 +18,7 @@ import pytest
 
 import pyodejl as pj
 from pyodejl.experiments.folder import ConfigMismatchError, RunFolder, RunFolderError
-from pyodejl.experiments.trainer import Plateau, Problem, Training, _Clock, train
+from pyodejl.experiments.trainer import Measurement, Plateau, Problem, Training, _Clock, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 import engine_toy  # noqa: E402
@@ -196,8 +196,17 @@ def test_training_settings_are_checked():
         Training(steps=3, lr=-1.0)
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
         Training(steps=3, lr=0.1, optimizer="lbfgs")
-    with pytest.raises(ValueError, match="steps must be a positive integer"):
-        Training(steps=0, lr=0.1)
+    with pytest.raises(ValueError, match="steps must be a non-negative integer"):
+        Training(steps=-1, lr=0.1)
+
+
+def test_zero_steps_measures_the_initial_parameters():
+    obj = pj.FunctionObjective(lambda th: (th**2).sum(), 2)
+    theta0 = np.array([1.0, -2.0])
+    out = train(Problem(theta0, lambda k, i: obj), Training(steps=0, lr=0.1),
+                measurements=(Measurement("value", lambda o, th: {"value": float(o.value(th))}),), seed=0)
+    np.testing.assert_array_equal(out["theta"], theta0)
+    assert out["final"]["value"] == 5.0
 
 
 def test_divergence_is_an_error_not_a_nan(tmp_path):
