@@ -50,7 +50,7 @@ from pyodejl.derivatives.equilibrium import (
     jacobian_spectral_radius,
 )
 from pyodejl.laplace import Laplace
-from pyodejl.models import MLP, NeuralODE, ResNet, ResNetVectorField, VectorField
+from pyodejl.models import MLP, NeuralODE, NeuralSDE, ResNet, ResNetVectorField, VectorField
 from pyodejl.models.deq import DEQ, ContinuousDEQ, Dense, EquilibriumError, MLPCell, Skip, SkipReg
 from pyodejl.solving import CONTROLLERS, SOLVERS, ConstantStepSize, PIDController, SolveError, Solver
 from pyodejl.solving.fixed_point import FIXED_POINT_SOLVERS
@@ -102,6 +102,7 @@ __all__ = [
     "OutputLoss",
     "MinibatchObjective",
     "NeuralODE",
+    "NeuralSDE",
     "ObservationLoss",
     "Objective",
     "SolveError",

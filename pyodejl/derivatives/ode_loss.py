@@ -143,6 +143,12 @@ def _running_model(model, terms, D):
     """The model on the state [y, noise, integrals] when some term has a running cost."""
     from pyodejl.models.neural_ode import NeuralODE
 
+    if getattr(model, "is_sde", False):
+        names = [t.name for t in terms if has_running_cost(t)]
+        raise NotImplementedError(
+            f"the terms {names} integrate a running cost along the ODE's state; for an SDE that integral "
+            "would need its own Itô step, which the SRI solvers do not take. Use per-step or sampled terms"
+        )
     field = RunningCostField(model.vector_field, tuple(terms), D)
     return NeuralODE(
         field,
@@ -197,7 +203,7 @@ class ObservationLoss(Objective):
         devices=None,
     ):
         if not (callable(getattr(model, "rhs", None)) and hasattr(model, "solver")):
-            raise TypeError(f"model must be a pyodejl.NeuralODE, got {type(model).__name__}")
+            raise TypeError(f"model must be a pyodejl.NeuralODE or NeuralSDE, got {type(model).__name__}")
         self.model = model
         self.ts = check_times(ts)
         self.single = np.ndim(y0) == 1
@@ -377,6 +383,13 @@ class ObservationLoss(Objective):
         return _GridLoss(self.problem), args
 
     def continuous_problem(self, theta=None):
+        if getattr(self.model, "is_sde", False):
+            raise NotImplementedError(
+                "continuous adjoints (backsolve, interpolating, forward sensitivities and the adjoint-* Hessians) "
+                "integrate an ODE for the sensitivities; a Neural SDE's solution is not differentiable along its "
+                "Brownian path that way. Use the 'discrete' gradient and the direct-direct, direct-adjoint, fd, "
+                "fd-grad or elementwise Hessians"
+            )
         if self.problem.needs_steps:
             names = [t.name for t in self.regularizers if getattr(t, "needs_steps", False)]
             raise NotImplementedError(

@@ -92,7 +92,7 @@ def _explicit_rk_spec(term, model, alternatives: str):
 def require_error_estimate(term, model) -> None:
     """Raise unless ``model``'s solver has explicit stages and an embedded error estimate."""
     spec = _explicit_rk_spec(term, model, "dopri5, tsit5, dopri8 or bosh3")
-    if not spec.has_error_estimate or spec.tableau.b_error is None:
+    if not spec.has_error_estimate:
         raise ValueError(
             f"{type(term).__name__} needs an adaptive solver with an embedded error estimate; "
             f"{spec.name!r} takes fixed steps and has none. Use dopri5, tsit5, dopri8 or bosh3"
@@ -188,6 +188,8 @@ STEP_RULES = ("initial", "accepted")
 @jit(static_argnums=0)
 def _initial_step(model, theta_vf, t, y):
     spec = solver_spec(model.solver)
+    if spec.is_sde:  # an SDE integrator starts with the model's dt0 (Hairer's rule is for ODEs)
+        return jnp.asarray(model.dt)
     f = lambda t_, y_: model.rhs(t_, y_, theta_vf)
     return initial_step(f, t, y, f(t, y), spec.order, model.rtol, model.atol, model.error_dims)
 
@@ -202,6 +204,10 @@ def local_step(inputs) -> StepRecord:
     y = inputs.extra_states[:, 0]
     t0, t1 = inputs.term_data
     model = inputs.model
+    if solver_spec(model.solver).is_sde:
+        from pyodejl.solving import sde
+
+        return sde.local_step(model, inputs.theta_vf, inputs.ts[0], inputs.ts[-1], t0, t1, y)
     f = lambda t, y_: model.rhs(t, y_, inputs.theta_vf)
     y1, err, _, g, k = rk_step_record(solver_spec(model.solver).tableau, f, t0, t1, y, f(t0, y))
     one = lambda x: x[None]

@@ -221,6 +221,10 @@ def adaptive_states(model, theta, ts, y0):
         was reached.
     """
     spec = solver_spec(model.solver)
+    if spec.is_sde:
+        from pyodejl.solving import sde
+
+        return sde.adaptive_states(model, theta, ts, y0)
     f = lambda t, y: model.rhs(t, y, theta)
     if spec.tableau is not None:
         return adaptive_rk(
@@ -301,8 +305,11 @@ def adaptive_solve(model, theta, ts, y0) -> Solution:
     n_steps = int(n_steps)
     # FSAL: one evaluation at (t0, y0), then stages - 1 per attempted step;
     # the automatic initial step adds one probe evaluation; a multistep method
-    # adds its start-up steps' extra evaluations (vcab3: 2 Bogacki–Shampine steps)
-    nfe = n_steps * spec.evaluations_per_step() + 1 + (1 if model.dt is None else 0) + spec.startup_evaluations
+    # adds its start-up steps' extra evaluations (vcab3: 2 Bogacki–Shampine steps);
+    # SDE steps carry nothing over (drift + diffusion evaluations per attempted step)
+    nfe = n_steps * spec.evaluations_per_step()
+    if not spec.is_sde:
+        nfe += 1 + (1 if model.dt is None else 0) + spec.startup_evaluations
     stats = SolveStats(n_steps, int(n_acc), int(n_rej), nfe)
     return Solution(ts, np.moveaxis(ys, 0, 1), stats, grid, _recorder(model, theta, grid, y0))
 
@@ -334,8 +341,12 @@ def _grid_scan(model, theta, times, y0, record=False):
     estimate ``(N, B, D)`` and, with ``record`` (explicit solvers), the stage
     states and stage derivatives ``(N, s, B, D)`` (else None).
     """
-    pairs = jnp.stack([times[:-1], times[1:]], axis=1)
     spec = solver_spec(model.solver)
+    if spec.is_sde:
+        from pyodejl.solving import sde
+
+        return sde.grid_scan(model, theta, times, y0, record)
+    pairs = jnp.stack([times[:-1], times[1:]], axis=1)
     tab = spec.tableau
     f = lambda t, y: model.rhs(t, y, theta)
 
