@@ -9,8 +9,8 @@ References and bounds:
   solver's bias at rtol = atol = 1e-3 is orders of magnitude below them.
 * **Strong order** on geometric Brownian motion dX = μX dt + σX dW, whose
   solution X_T = X₀exp((μ − σ²/2)T + σW_T) is read off the same virtual
-  Brownian tree the solver steps on. Uniform steps h = 2⁻³ … 2⁻⁷ replayed by
-  the library's SRI step: mean |error| over 200 paths falls with slope ≈ 1.5
+  Brownian tree the solver steps on (128 increments, coarsened by Chen's
+  relation). Uniform steps h = 2⁻³ … 2⁻⁷ replayed by the library's SRI step: mean |error| over 200 paths falls with slope ≈ 1.5
   in log h (observed 1.5); bound > 1.2 separates order 1.5 from Milstein-type
   order 1 and Euler–Maruyama's 0.5.
 * **Error estimate** against a closed form: with a constant drift c and no
@@ -100,15 +100,20 @@ def test_strong_order_on_geometric_brownian_motion():
     m = pj.NeuralSDE(drift, diffusion)
     theta = jnp.array([mu, sigma])
     y0 = jnp.full((B, 1), x0)
-    tol = sde.default_brownian_tol(0.0, 1.0)
-    W, _ = sde.brownian_increments(m.seed, 0.0, 1.0, tol, (B, 1), jnp.float64, 0.0, 1.0)
-    exact = x0 * np.exp((mu - sigma**2 / 2) + sigma * np.asarray(W))[:, 0]
+    fine = sde.replay_grid(m, np.linspace(0.0, 1.0, 129), y0).noise  # 128 steps, from the tree the solver uses
+    dW, H = np.asarray(fine.dW), np.asarray(fine.chi2 - fine.dW / 2)  # I_(1,0)/h = ΔW/2 + H
+    exact = x0 * np.exp((mu - sigma**2 / 2) + sigma * dW.sum(0))[:, 0]
+    replay = jax.jit(sde.grid_scan, static_argnums=0)
     hs, errs = [], []
-    for n in (8, 16, 32, 64, 128):
-        times = jnp.linspace(0.0, 1.0, n + 1)
-        ys, _, _, _ = jax.jit(sde.grid_scan, static_argnums=0)(m, theta, times, y0)
+    for n in (128, 64, 32, 16, 8):
+        times = np.linspace(0.0, 1.0, n + 1)
+        noise = jax.vmap(sde.step_noise)(jnp.asarray(dW), jnp.asarray(H), jnp.asarray(np.diff(times)))
+        ys, _, _, _ = replay(m, theta, sde.SDEGrid(jnp.asarray(times), noise), y0)
         hs.append(1 / n)
         errs.append(np.mean(np.abs(np.asarray(ys[-1, :, 0]) - exact)))
+        # the coarser grid's increments by Chen's relation: W adds, and over two equal halves
+        # H = (H₁ + H₂)/2 + (W₁ − W₂)/4 (from ∫W ds = h(W/2 + H) on each half)
+        dW, H = dW[0::2] + dW[1::2], (H[0::2] + H[1::2]) / 2 + (dW[0::2] - dW[1::2]) / 4
     slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
     assert slope > 1.2, (slope, errs)
 
@@ -141,21 +146,20 @@ def test_stiffness_estimate_reads_the_diffusion_stages(model, loss):
 
 def test_paths_are_fixed_by_the_seed_and_independent_per_trajectory(model, loss):
     theta = model.init(0)
-    again = pj.TrajectoryLoss(model, TS, Y0, TARGETS, regularizers=[R.ErrorEstimate(0.5), R.StiffnessEstimate(0.2)])
-    other = pj.TrajectoryLoss(
-        model.with_seed(1), TS, Y0, TARGETS, regularizers=[R.ErrorEstimate(0.5), R.StiffnessEstimate(0.2)]
-    )
+    terms = [R.ErrorEstimate(0.5), R.StiffnessEstimate(0.2)]
+    again = pj.TrajectoryLoss(model, TS, Y0, TARGETS, regularizers=terms)
+    other = pj.TrajectoryLoss(model.with_seed(1), TS, Y0, TARGETS, regularizers=terms)
     assert again.value(theta) == loss.value(theta)
     assert abs(other.value(theta) - loss.value(theta)) > 1e-6
     assert model.with_seed(1).seed == 1 and model.with_seed(1).drift is model.drift
     twins = model.solve(theta, TS, np.array([[1.0, 0.0], [1.0, 0.0]])).ys
     assert np.abs(twins[0, -1] - twins[1, -1]).max() > 1e-3
     # trajectory b's path does not depend on how many trajectories share the batch
-    tol = sde.default_brownian_tol(0.0, 1.0)
-    one = sde.brownian_increments(0, 0.0, 1.0, tol, (1, 2), jnp.float64, 0.25, 0.5)
-    three = sde.brownian_increments(0, 0.0, 1.0, tol, (3, 2), jnp.float64, 0.25, 0.5)
-    np.testing.assert_array_equal(one[0][0], three[0][0])
-    np.testing.assert_array_equal(one[1][0], three[1][0])
+    one = sde.interval_noise(model, 0.0, 1.0, 0.25, 0.5, np.zeros((1, 2)))
+    three = sde.interval_noise(model, 0.0, 1.0, 0.25, 0.5, np.zeros((3, 2)))
+    np.testing.assert_array_equal(one.dW[0], three.dW[0])
+    np.testing.assert_array_equal(one.chi2[0], three.chi2[0])
+    assert np.abs(three.dW[1] - three.dW[0]).min() > 0
 
 
 def test_solution_shapes(model):
@@ -186,20 +190,23 @@ def test_gradient_and_hessian_against_finite_differences(model, loss):
     np.testing.assert_allclose(op.matvec(v), H @ v, rtol=1e-10, atol=1e-12 * np.abs(H).max())
 
 
-def test_solver_heuristic_terms_change_the_loss_and_their_gradients(model, loss):
+def test_solver_heuristic_terms_change_the_loss_and_its_gradient(model, loss):
+    # their gradients are checked against finite differences with the data term's, above
     theta = model.init(0)
     plain = pj.TrajectoryLoss(model, TS, Y0, TARGETS)
     terms = loss.terms(theta)
     assert terms["error_estimate"] > 0 and terms["stiffness_estimate"] > 0
-    expected = plain.value(theta) + 0.5 * terms["error_estimate"] + 0.2 * terms["stiffness_estimate"]
+    expected = plain.terms(theta)["data"] + 0.5 * terms["error_estimate"] + 0.2 * terms["stiffness_estimate"]
     assert loss.value(theta) == pytest.approx(expected, rel=1e-12)
-    # the regularisers' own gradient: ∇L_reg − ∇L_plain against differences of the terms on the frozen grid
-    fn, args = pj.TrajectoryLoss(model, TS, Y0, TARGETS, regularizers=[R.ErrorEstimate(0.5)]).direct_function(theta)
-    f = jax.jit(lambda th: fn(th, *args))
-    g_fd = central(lambda th: float(f(jnp.asarray(th))), theta, 1e-4, stencil=4)
-    g = pj.TrajectoryLoss(model, TS, Y0, TARGETS, regularizers=[R.ErrorEstimate(0.5)]).grad(theta)
-    assert np.abs(g - g_fd).max() < 1e-7 * np.abs(g_fd).max()
-    assert np.abs(g - plain.grad(theta)).max() > 1e-3 * np.abs(g).max()  # the term moves the gradient
+    g, g_plain = loss.grad(theta), plain.grad(theta)
+    assert np.abs(g - g_plain).max() > 1e-3 * np.abs(g).max()
+    # switched off (weight 0), the terms leave the loss and its gradient as they were
+    loss.set_weights({"error_estimate": 0.0, "stiffness_estimate": 0.0})
+    try:
+        assert loss.value(theta) == pytest.approx(plain.terms(theta)["data"], rel=1e-12)
+        np.testing.assert_allclose(loss.grad(theta), g_plain, rtol=1e-10, atol=1e-14)
+    finally:
+        loss.set_weights({"error_estimate": 0.5, "stiffness_estimate": 0.2})
 
 
 def test_error_estimate_term_is_the_recorded_controller_ratio(model, loss):

@@ -24,6 +24,7 @@ from pyodejl.solving.integrate import (
     adaptive_states,
     grid_states_jax,
     record_steps,
+    replay_times,
 )
 from pyodejl.solving.solvers import solver_spec
 
@@ -379,7 +380,7 @@ class ObservationLoss(Objective):
         sol = self.solve(theta)
         g = sol.grid
         _, data = self.linearisation(theta)
-        args = (to_device(g.times), to_device(g.obs_index), self._y0_aug, data)
+        args = (replay_times(self.problem.model, g, self._y0_aug), to_device(g.obs_index), self._y0_aug, data)
         return _GridLoss(self.problem), args
 
     def continuous_problem(self, theta=None):

@@ -202,13 +202,14 @@ def local_step(inputs) -> StepRecord:
     is marked invalid, so its estimates are 0 with finite derivatives.
     """
     y = inputs.extra_states[:, 0]
-    t0, t1 = inputs.term_data
     model = inputs.model
     if solver_spec(model.solver).is_sde:
         from pyodejl.solving import sde
 
-        return sde.local_step(model, inputs.theta_vf, inputs.ts[0], inputs.ts[-1], t0, t1, y)
+        t0, t1, noise = inputs.term_data
+        return sde.local_step(model, inputs.theta_vf, inputs.ts[0], inputs.ts[-1], t0, t1, y, noise)
     f = lambda t, y_: model.rhs(t, y_, inputs.theta_vf)
+    t0, t1 = inputs.term_data
     y1, err, _, g, k = rk_step_record(solver_spec(model.solver).tableau, f, t0, t1, y, f(t0, y))
     one = lambda x: x[None]
     return StepRecord(
@@ -275,6 +276,12 @@ class _LocalHeuristic(Regularizer):
             nodes = grid.times[: grid.num_steps + 1]
             j = int(np.clip(np.searchsorted(nodes, t0, side="right") - 1, 0, grid.num_steps - 1))
             t1 = float(nodes[j + 1]) if t0 == nodes[j] else min(t0 + float(nodes[j + 1] - nodes[j]), t_end)
+        if solver_spec(ctx.model.solver).is_sde:
+            # the step's Brownian noise, from the paths of the solve, is a per-θ constant like its size
+            from pyodejl.solving.sde import interval_noise
+
+            noise = interval_noise(ctx.model, ctx.ts[0], t_end, t0, t1, states[:, 0])
+            return (np.float64(t0), np.float64(t1), noise)
         return (np.float64(t0), np.float64(t1))
 
 

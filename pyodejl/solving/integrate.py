@@ -52,11 +52,14 @@ class StepGrid:
             the final time (zero-length steps, skipped by the scan).
         obs_index: ``(T,)`` index into ``times`` of each observation time.
         num_steps: number of real steps.
+        noise: for SDE models, the Brownian noise of every step
+            (:class:`pyodejl.solving.sde.StepNoise`, drawn by the first replay); else None.
     """
 
     times: np.ndarray
     obs_index: np.ndarray
     num_steps: int
+    noise: object = field(default=None, repr=False)
 
 
 @dataclass
@@ -256,6 +259,25 @@ def adaptive_states(model, theta, ts, y0):
 
 
 _adaptive = jit(adaptive_states, static_argnums=0)
+# SDE solves hold a Brownian tree whose compile the fast options cut ~4× (see sde._noise_kernel)
+_adaptive_sde = jit(adaptive_states, static_argnums=0, fast_compile=True)
+
+
+def replay_times(model, grid: StepGrid, y0):
+    """What a replay of ``model`` from ``y0`` ``(B, D)`` steps on for the frozen ``grid``: its node
+    times (device array) or, for an SDE, a :class:`pyodejl.solving.sde.SDEGrid` of node times and
+    their Brownian noise (drawn on first use and kept with the grid)."""
+    if not solver_spec(model.solver).is_sde:
+        return to_device(grid.times)
+    from pyodejl.solving.sde import replay_grid
+
+    if grid.noise is None:
+        grid.noise = replay_grid(model, grid.times, y0).noise
+    return replay_grid(model, grid.times, y0, grid.noise)
+
+
+def _node_times(times):
+    return getattr(times, "times", times)
 
 
 def raise_for_failure(model, ok, ys, t_end=None):
@@ -297,7 +319,8 @@ def adaptive_solve(model, theta, ts, y0) -> Solution:
         n = grid.num_steps
         stats = SolveStats(n, n, 0, n * spec.evaluations_per_step())
         return Solution(ts, np.moveaxis(ys, 0, 1), stats, grid, _recorder(model, theta, grid, y0))
-    times, ys, (n_steps, n_acc, n_rej), ok = _adaptive(model, to_device(theta), to_device(ts), to_device(y0))
+    solve = _adaptive_sde if spec.is_sde else _adaptive
+    times, ys, (n_steps, n_acc, n_rej), ok = solve(model, to_device(theta), to_device(ts), to_device(y0))
     ys = to_host(ys)
     raise_for_failure(model, ok, ys, ts[-1])
     times = to_host(times)
@@ -315,7 +338,7 @@ def adaptive_solve(model, theta, ts, y0) -> Solution:
 
 
 def _recorder(model, theta, grid, y0):
-    return lambda: _record_jit(model, to_device(theta), to_device(grid.times), to_device(y0))
+    return lambda: _record_jit(model, to_device(theta), replay_times(model, grid, y0), to_device(y0))
 
 
 #: Replays of states with at least this many entries (batch × dimension) skip the
@@ -397,12 +420,14 @@ def record_steps(model, theta, times, y0) -> StepRecord:
     """The :class:`StepRecord` of a replay on the node times ``times`` (pure, differentiable).
 
     Args:
-        model: a :class:`pyodejl.NeuralODE`.
+        model: a :class:`pyodejl.NeuralODE` or :class:`pyodejl.NeuralSDE`.
         theta: ``(p,)`` vector-field parameters.
-        times: ``(N + 1,)`` step end points; repeated final entries are padding.
+        times: ``(N + 1,)`` step end points; repeated final entries are padding
+            (:func:`replay_times`: an SDE's may carry their noise).
         y0: ``(B, D)``.
     """
     ys, errs, gs, ks = _grid_scan(model, theta, times, y0, record=True)
+    times = _node_times(times)
     dt = jnp.diff(times)
     return StepRecord(t=times[:-1], dt=dt, y=ys[:-1], y1=ys[1:], k=ks, stage_states=gs, error=errs, valid=dt > 0)
 
@@ -421,7 +446,7 @@ def grid_states_jax(model, theta, times, obs_index, y0):
 
 def grid_states(model, theta, grid: StepGrid, y0):
     """:func:`grid_states_jax` for a :class:`StepGrid` (jit-compiled)."""
-    return _grid_states_jit(model, theta, to_device(grid.times), to_device(grid.obs_index), y0)
+    return _grid_states_jit(model, theta, replay_times(model, grid, y0), to_device(grid.obs_index), y0)
 
 
 _grid_states_jit = jit(grid_states_jax, static_argnums=0)

@@ -81,7 +81,9 @@ from typing import ClassVar
 import diffrax
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from pyodejl._jit import jit, to_device
 from pyodejl.solving.adaptive_rk import controlled_loop
 from pyodejl.solving.explicit_rk import combine
 from pyodejl.solving.solvers import Solver
@@ -341,24 +343,82 @@ def adaptive_states(model, theta, ts, y0):
     )
 
 
-def grid_noise(model, times, y0) -> StepNoise:
-    """The :class:`StepNoise` of every step of the grid ``times`` ``(N + 1,)``, leading axis N."""
-    increments = _increments(model, times[0], times[-1], y0)
-    t0, t1 = times[:-1], times[1:]
-    # padding steps (t1 == t0) get zeros from step_noise, whatever the tree returns for them
+def _tol(model, t_start, t_end):
+    return default_brownian_tol(t_start, t_end) if model.brownian_tol is None else model.brownian_tol
+
+
+def noise_between(seed, t_start, t_end, tol, t0, t1, shape, dtype) -> StepNoise:
+    """The :class:`StepNoise` of the steps [t0ⱼ, t1ⱼ] (``t0``, ``t1`` ``(N,)``; leading axis N) on the
+    paths over [t_start, t_end]. Steps of length 0 (padding) get zeros."""
+    increments = lambda s, u: brownian_increments(seed, t_start, t_end, tol, shape, dtype, s, u)
     dW, H = jax.vmap(increments)(t0, t1)
     return jax.vmap(step_noise)(dW, H, t1 - t0)
 
 
+# The tree is the bulk of what XLA compiles in an SDE replay (seconds, against a fraction
+# of a second for the SRI steps), and it does not depend on the model: one kernel per
+# (N, B, D) serves every model and seed. Its fast-compile options cut that compile ~4×.
+_noise_kernel = jit(noise_between, static_argnums=(6, 7), fast_compile=True)
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class SDEGrid:
+    """A frozen step grid with its Brownian noise: what the SDE replay steps on.
+
+    ``times`` ``(N + 1,)`` step end points (repeated final entries: padding);
+    ``noise`` the :class:`StepNoise` of each step, leading axis N. Computed
+    once per solve (:func:`replay_grid`), so the differentiated replay holds
+    no Brownian tree.
+    """
+
+    times: jax.Array
+    noise: StepNoise
+
+
+def grid_noise(model, times, y0) -> StepNoise:
+    """The :class:`StepNoise` of every step of the grid ``times`` ``(N + 1,)``, leading axis N (traceable)."""
+    t_start, t_end = times[0], times[-1]
+    return noise_between(model.seed, t_start, t_end, _tol(model, t_start, t_end), times[:-1], times[1:],
+                         y0.shape, y0.dtype)
+
+
+def replay_grid(model, times, y0, noise: StepNoise | None = None) -> SDEGrid:
+    """The :class:`SDEGrid` of the grid ``times`` ``(N + 1,)`` for initial states ``y0`` ``(B, D)`` (host side);
+    ``noise``: the grid's noise if already drawn."""
+    times = to_device(times)
+    if noise is not None:
+        return SDEGrid(times, noise)
+    t_start, t_end = times[0], times[-1]
+    y0 = to_device(y0)
+    noise = _noise_kernel(model.seed, t_start, t_end, _tol(model, t_start, t_end), times[:-1], times[1:],
+                          tuple(y0.shape), y0.dtype)
+    return SDEGrid(times, noise)
+
+
+def interval_noise(model, t_start, t_end, t0, t1, y) -> StepNoise:
+    """The :class:`StepNoise` of the one step [t0, t1] on the model's paths over [t_start, t_end] (host side)."""
+    dt = lambda x: to_device(np.asarray(x, dtype=np.float64))
+    noise = _noise_kernel(model.seed, dt(t_start), dt(t_end), _tol(model, t_start, t_end), dt([t0]), dt([t1]),
+                          tuple(np.shape(y)), jnp.float64)
+    return jax.tree_util.tree_map(lambda x: x[0], noise)
+
+
 def grid_scan(model, theta, times, y0, record=False):
     """Replay the SRI steps on ``times``: as :func:`pyodejl.solving.integrate._grid_scan`.
+
+    ``times``: the step end points ``(N + 1,)``, or an :class:`SDEGrid`
+    carrying their noise (then no Brownian tree is evaluated here).
 
     Returns node states ``(N + 1, B, D)``, errors ``(N, B, D)`` and, with
     ``record``, stage states and values ``(N, 2s, B, D)`` (else None).
     """
     spec = sde_solver_spec(model.solver)
     a, b = _fields(model, theta)
-    noises = grid_noise(model, times, y0)
+    if isinstance(times, SDEGrid):
+        times, noises = times.times, times.noise
+    else:
+        noises = grid_noise(model, times, y0)
     pairs = jnp.stack([times[:-1], times[1:]], axis=1)
 
     def step(y, xs):
@@ -370,16 +430,21 @@ def grid_scan(model, theta, times, y0, record=False):
     return jnp.concatenate([y0[None], ys], axis=0), errs, gs, ks
 
 
-def local_step(model, theta, t_start, t_end, t0, t1, y) -> StepRecord:
+def local_step(model, theta, t_start, t_end, t0, t1, y, noise: StepNoise | None = None) -> StepRecord:
     """One SRI step from (t0, y) to t1 on the model's paths over [t_start, t_end], as a one-step record.
 
-    The local regularisers (seed 004 ch. 6) read it; a step of length 0 is invalid (estimates 0).
+    The local regularisers (seed 004 ch. 6) read it; ``noise`` is the step's
+    :class:`StepNoise` (default None: drawn here from the tree). A step of
+    length 0 is invalid (estimates 0).
     """
     spec = sde_solver_spec(model.solver)
     a, b = _fields(model, theta)
-    increments = _increments(model, t_start, t_end, y)
-    dW, H = increments(t0, jnp.where(t1 > t0, t1, t_end))
-    noise = step_noise(dW, H, t1 - t0)
+    if noise is None:
+        noise = jax.tree_util.tree_map(
+            lambda x: x[0],
+            noise_between(model.seed, t_start, t_end, _tol(model, t_start, t_end), t0[None], t1[None], y.shape,
+                          y.dtype),
+        )
     y1, err, g, k = sri_step(spec.tableau, spec.delta, a, b, t0, t1, y, noise)
     one = lambda x: x[None]
     return StepRecord(
