@@ -33,7 +33,8 @@ class NeuralSDE(eqx.Module):
         solver: an SDE solver or its name (default ``"sriw1"``; see
             :data:`pyodejl.solving.sde.SDE_SOLVERS`). ODE solvers raise ValueError.
         dt0: the first step of the adaptive solve (default 0.01; > 0).
-        rtol, atol: tolerances of the error estimate (default 1e-3 each).
+        rtol: relative tolerance of the error estimate (default 1e-3).
+        atol: absolute tolerance of the error estimate (default 1e-3).
         max_steps: attempted-step limit of one solve (default 4096); hitting
             it raises :class:`pyodejl.SolveError`.
         seed: the Brownian paths (default 0). Trajectory b of a batch follows

@@ -275,7 +275,14 @@ def sri_step(tab: SRITableau, delta: float, a, b, t0, t1, y, noise: StepNoise):
     """One SRI step from (t0, y) to t1 with the given noise.
 
     Args:
-        a, b: drift ``a(t, y)`` and diagonal diffusion ``b(t, y)``, both y's shape.
+        tab: the SRI tableau.
+        delta: δ, the weight of E₁ in the error estimate.
+        a: the drift ``a(t, y)``, y's shape.
+        b: the diagonal diffusion ``b(t, y)``, y's shape.
+        t0: start of the step.
+        t1: its end.
+        y: the state at t0, any shape (a batch ``(B, D)``).
+        noise: the step's :class:`StepNoise`, y's shape.
 
     Returns:
         ``(y1, error, stage_states, stage_values)``: the error E = δE₁ + E₂ and
