@@ -283,10 +283,11 @@ def _node_times(times):
 def raise_for_failure(model, ok, ys, t_end=None):
     """Turn a failed or non-finite solve into a :class:`SolveError` naming the cause."""
     if not bool(ok):
+        remedy = "" if solver_spec(model.solver).is_sde else ", or use a stiff solver such as 'kvaerno5'"
         raise SolveError(
             f"the {model.solver} solve hit max_steps={model.max_steps} (or its step size "
             f"underflowed) before reaching t={t_end}; the dynamics may be stiff or blowing up. "
-            "Raise max_steps, loosen rtol/atol, or use a stiff solver such as 'kvaerno5'."
+            f"Raise max_steps or loosen rtol/atol{remedy}."
         )
     if not np.all(np.isfinite(ys)):
         raise SolveError(
