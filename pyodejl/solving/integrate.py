@@ -259,8 +259,17 @@ def adaptive_states(model, theta, ts, y0):
 
 
 _adaptive = jit(adaptive_states, static_argnums=0)
-# SDE solves hold a Brownian tree whose compile the fast options cut ~4× (see sde._noise_kernel)
-_adaptive_sde = jit(adaptive_states, static_argnums=0, fast_compile=True)
+
+
+def _sde_adaptive_states(model, theta, ts, y0, seed):
+    from pyodejl.solving import sde
+
+    return sde.adaptive_states(model, theta, ts, y0, seed)
+
+
+# SDE solves hold a Brownian tree whose compile the fast options cut ~4× (see sde._noise_kernel);
+# the seed is an argument, so one compiled solve serves every seed of a model
+_adaptive_sde = jit(_sde_adaptive_states, static_argnums=0, fast_compile=True)
 
 
 def replay_times(model, grid: StepGrid, y0):
@@ -320,8 +329,11 @@ def adaptive_solve(model, theta, ts, y0) -> Solution:
         n = grid.num_steps
         stats = SolveStats(n, n, 0, n * spec.evaluations_per_step())
         return Solution(ts, np.moveaxis(ys, 0, 1), stats, grid, _recorder(model, theta, grid, y0))
-    solve = _adaptive_sde if spec.is_sde else _adaptive
-    times, ys, (n_steps, n_acc, n_rej), ok = solve(model, to_device(theta), to_device(ts), to_device(y0))
+    args = (to_device(theta), to_device(ts), to_device(y0))
+    if spec.is_sde:  # compiled once per model up to its seed, which is data
+        times, ys, (n_steps, n_acc, n_rej), ok = _adaptive_sde(model.with_seed(0), *args, model.seed)
+    else:
+        times, ys, (n_steps, n_acc, n_rej), ok = _adaptive(model, *args)
     ys = to_host(ys)
     raise_for_failure(model, ok, ys, ts[-1])
     times = to_host(times)

@@ -320,13 +320,14 @@ def _fields(model, theta):
     return (lambda t, y: model.rhs(t, y, theta)), (lambda t, y: model.diffusion_rhs(t, y, theta))
 
 
-def _increments(model, t_start, t_end, y0):
+def _increments(model, t_start, t_end, y0, seed=None):
     tol = model.brownian_tol
     tol = default_brownian_tol(t_start, t_end) if tol is None else tol
-    return lambda s, u: brownian_increments(model.seed, t_start, t_end, tol, y0.shape, y0.dtype, s, u)
+    seed = model.seed if seed is None else seed
+    return lambda s, u: brownian_increments(seed, t_start, t_end, tol, y0.shape, y0.dtype, s, u)
 
 
-def adaptive_states(model, theta, ts, y0):
+def adaptive_states(model, theta, ts, y0, seed=None):
     """One adaptive SRI solve, pure and traceable: as :func:`pyodejl.solving.integrate.adaptive_states`.
 
     Args:
@@ -334,10 +335,12 @@ def adaptive_states(model, theta, ts, y0):
         theta: ``(p,)`` drift then diffusion parameters.
         ts: ``(T,)`` strictly increasing observation times (the path lives on [ts[0], ts[-1]]).
         y0: ``(B, D)``.
+        seed: the paths' seed, possibly traced (default None: the model's). A compiled
+            solve that takes it as an argument serves every seed of a model.
     """
     spec = sde_solver_spec(model.solver)
     a, b = _fields(model, theta)
-    increments = _increments(model, ts[0], ts[-1], y0)
+    increments = _increments(model, ts[0], ts[-1], y0, seed)
 
     def step(t0, t1, y, _):
         noise = step_noise(*increments(t0, t1), t1 - t0)
