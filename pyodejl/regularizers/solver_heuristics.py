@@ -142,7 +142,9 @@ class ErrorEstimate(_GlobalHeuristic):
             reference code's MNIST runs) or ``"max"``.
 
     Needs an adaptive explicit solver with an embedded pair (dopri5, tsit5,
-    dopri8, bosh3); gradients by ``"discrete"``.
+    dopri8, bosh3) or, for a :class:`pyodejl.NeuralSDE`, its SRI solver
+    (ERNSDE: E_j is the SDE error estimate δE₁ + E₂, :mod:`pyodejl.solving.sde`);
+    gradients by ``"discrete"``.
     """
 
     name = "error_estimate"
@@ -166,7 +168,9 @@ class StiffnessEstimate(_GlobalHeuristic):
         aggregate: ``"sum"`` (default), ``"mean"`` or ``"max"``.
 
     Needs an explicit solver with two stages at c = 1 (dopri5, tsit5, dopri8;
-    not bosh3, whose only c = 1 stage is its FSAL stage).
+    not bosh3, whose only c = 1 stage is its FSAL stage), or a
+    :class:`pyodejl.NeuralSDE`'s SRI solver (SRNSDE: Shampine's quotient of its
+    two diffusion stages at one c, :mod:`pyodejl.solving.sde`).
     """
 
     name = "stiffness_estimate"

@@ -6,8 +6,8 @@ An Itô SDE with diagonal noise,
 
 is stepped with Rößler's stochastic Runge–Kutta family SRI (Rößler 2010,
 *Runge–Kutta methods for the strong approximation of solutions of stochastic
-differential equations*, SIAM J. Numer. Anal. 48(3), Eq. (6.1) for diagonal
-noise). With h the step, ΔW the Wiener increment and, per state entry,
+differential equations*, SIAM J. Numer. Anal. 48(3); its SRI schemes for
+diagonal noise). With h the step, ΔW the Wiener increment and, per state entry,
 
     χ₁ = I_(1,1)/√h = (ΔW² − h)/(2√h),   χ₂ = I_(1,0)/h,   χ₃ = I_(1,1,1)/h = (ΔW³ − 3hΔW)/(6h),
 
@@ -22,10 +22,13 @@ and the step is
 
 **Error estimate** (Rackauckas & Nie 2017, *Adaptive methods for stochastic
 differential equations via natural embeddings and rejection sampling with
-memory*, Discrete Contin. Dyn. Syst. B 22(7), §4): E = δ·E₁ + E₂ with
+memory*, Discrete Contin. Dyn. Syst. B 22(7)): E = δ·E₁ + E₂ with
 E₁ = h Σ_{i ≤ m} aᵢ over the first m drift stages (m = 2 for SRIW1) and E₂
 the strong-order-1.5 noise terms above; δ = 1/6 by default (their
-deterministic-error weight). The controller accepts a step when
+deterministic-error weight). E₁ is the plain sum of those drift values, as in
+the SRI steps of the reference implementation behind seed 004's SDE
+experiments (StochasticDiffEq.jl, used by RegNeuralDE.jl), so ERNSDE here
+regularises the quantity the seed regularised. The controller accepts a step when
 RMS(E / (atol + rtol·max(|y|, |y₁|))) < 1 — the same ratio, the same
 :class:`~pyodejl.solving.controllers.PIDController` and the same loop
 (:func:`pyodejl.solving.adaptive_rk.controlled_loop`) as the ODE pairs.
@@ -50,8 +53,8 @@ lists the drift stages, then the diffusion stages: ``k`` ``(N, 2s, B, D)`` holds
 a₁ … a_s, b₁ … b_s and ``stage_states`` H⁽⁰⁾₁ … H⁽⁰⁾_s, H⁽¹⁾₁ … H⁽¹⁾_s; ``error``
 holds E. So ERNSDE is :func:`pyodejl.solving.error_ratios` of that record.
 
-**Stiffness estimate** (SRNSDE). Seed 004 ch. 2 §4 takes Shampine's (1977)
-quotient ‖f(g_x) − f(g_y)‖ / ‖g_x − g_y‖ of two stages of the step evaluated at
+**Stiffness estimate** (SRNSDE). Seed 004 (§2.4, the estimate its ch. 5 sums
+into R_S) takes Shampine's (1977) quotient ‖f(g_x) − f(g_y)‖ / ‖g_x − g_y‖ of two stages of the step evaluated at
 the same time (c_x = c_y) as the stiffness estimate. In SRIW1 the drift stages
 sharing a time (c⁽⁰⁾ = 0 for stages 1, 3, 4) are all evaluated at the same
 state y — their quotient is 0/0 — so the only pair with c_x = c_y and distinct
@@ -60,11 +63,11 @@ states is diffusion stages 2 and 4 (c⁽¹⁾ = 1/4):
     S = ‖b(t + h/4, H⁽¹⁾₄) − b(t + h/4, H⁽¹⁾₂)‖ / ‖H⁽¹⁾₄ − H⁽¹⁾₂‖,
 
 Shampine's estimate of the Lipschitz constant of the diffusion along the
-step — the quantity that makes an SDE pathwise stiff in its noise term
-(Rackauckas & Nie 2020 detect stiffness in the drift and in the diffusion).
-It is read by :func:`pyodejl.solving.shampine_stiffness` with
-``unit_stages = (s + 1, s + 3)``. A tableau with two drift stages at one c
-would name those instead.
+step: the noise term, not only the drift, can make an SDE stiff (the
+"pathwise stiffness" of Rackauckas & Nie 2020). It is not an estimate of the
+drift's eigenvalues. It is read by :func:`pyodejl.solving.shampine_stiffness`
+with ``unit_stages = (s + 1, s + 3)`` (:attr:`SDESolver.stiffness_stages`); a
+tableau with two distinct drift stages at one c would name those instead.
 
 **Derivatives.** As for ODEs (:mod:`pyodejl.solving.integrate`): the adaptive
 solve fixes the accepted grid; :func:`grid_scan` replays the same SRI steps on
@@ -95,7 +98,7 @@ NOISE_TYPES = ("diagonal",)
 
 @dataclass(frozen=True)
 class SRITableau:
-    """Coefficients of an s-stage SRI method (Rößler 2010, Eq. (6.1); Rackauckas & Nie 2017, Table 1).
+    """Coefficients of an s-stage SRI method (Rößler 2010; Rackauckas & Nie 2017).
 
     Row i of ``A0``, ``A1``, ``B0``, ``B1`` (length s, strictly lower-triangular)
     gives stage i's weights on the earlier stages; ``error_terms`` is m in
