@@ -387,9 +387,9 @@ class ObservationLoss(Objective):
         if getattr(self.model, "is_sde", False):
             raise NotImplementedError(
                 "continuous adjoints (backsolve, interpolating, forward sensitivities and the adjoint-* Hessians) "
-                "integrate an ODE for the sensitivities; a Neural SDE's solution is not differentiable along its "
-                "Brownian path that way. Use the 'discrete' gradient and the direct-direct, direct-adjoint, fd, "
-                "fd-grad or elementwise Hessians"
+                "integrate sensitivity ODEs with ODE solvers; a Neural SDE's sensitivities obey an SDE on the same "
+                "Brownian path (Li et al. 2020), which they do not solve. Use the 'discrete' gradient and the "
+                "direct-direct, direct-adjoint, fd, fd-grad or elementwise Hessians"
             )
         if self.problem.needs_steps:
             names = [t.name for t in self.regularizers if getattr(t, "needs_steps", False)]
