@@ -4,9 +4,9 @@ Exact gradients (discrete and continuous adjoints), Hessians and Hessian-vector
 products by several independent methods, and spectral summaries of the loss
 curvature of Neural ODEs. Float64 throughout (JAX's x64 mode is enabled on import).
 
-The package reads like the pipeline: ``models`` (vector fields, Neural ODEs,
-ResNets, deep equilibrium models) → ``solving`` (ODE solvers, controllers, step
-records, fixed-point solvers) → ``regularizers`` (loss terms) → ``derivatives``
+The package reads like the pipeline: ``models`` (vector fields, Neural ODEs and
+SDEs, ResNets, deep equilibrium models) → ``solving`` (ODE and SDE solvers,
+controllers, step records, fixed-point solvers) → ``regularizers`` (loss terms) → ``derivatives``
 (objectives, gradient and Hessian methods, equilibrium losses) → ``stiffness``
 (stiffness measures) → ``spectral`` → ``experiments`` → ``plotting``.
 ``stiffness``, ``spectral``, ``experiments`` and ``plotting`` load on first use
@@ -50,7 +50,7 @@ from pyodejl.derivatives.equilibrium import (
     jacobian_spectral_radius,
 )
 from pyodejl.laplace import Laplace
-from pyodejl.models import MLP, NeuralODE, ResNet, ResNetVectorField, SecondOrder, VectorField
+from pyodejl.models import MLP, NeuralODE, NeuralSDE, ResNet, ResNetVectorField, SecondOrder, VectorField
 from pyodejl.models.deq import DEQ, ContinuousDEQ, Dense, EquilibriumError, MLPCell, Skip, SkipReg
 from pyodejl.models.latent_ode import LatentODE, LatentODELoss
 from pyodejl.solving import CONTROLLERS, SOLVERS, ConstantStepSize, PIDController, SolveError, Solver
@@ -106,6 +106,7 @@ __all__ = [
     "OutputLoss",
     "MinibatchObjective",
     "NeuralODE",
+    "NeuralSDE",
     "ObservationLoss",
     "Objective",
     "SolveError",

@@ -24,6 +24,7 @@ from pyodejl.solving.integrate import (
     adaptive_states,
     grid_states_jax,
     record_steps,
+    replay_times,
 )
 from pyodejl.solving.solvers import solver_spec
 
@@ -197,6 +198,12 @@ def _running_model(model, terms, D):
     """The model on the state [y, noise, integrals] when some term has a running cost."""
     from pyodejl.models.neural_ode import NeuralODE
 
+    if getattr(model, "is_sde", False):
+        names = [t.name for t in terms if has_running_cost(t)]
+        raise NotImplementedError(
+            f"the terms {names} integrate a running cost along the ODE's state; for an SDE that integral "
+            "would need its own Itô step, which the SRI solvers do not take. Use per-step or sampled terms"
+        )
     field = RunningCostField(model.vector_field, tuple(terms), D)
     return NeuralODE(
         field,
@@ -259,7 +266,7 @@ class ObservationLoss(Objective):
         initial: Callable | None = None,
     ):
         if not (callable(getattr(model, "rhs", None)) and hasattr(model, "solver")):
-            raise TypeError(f"model must be a pyodejl.NeuralODE, got {type(model).__name__}")
+            raise TypeError(f"model must be a pyodejl.NeuralODE or NeuralSDE, got {type(model).__name__}")
         self.model = model
         self.ts = check_times(ts)
         if initial is None:
@@ -449,7 +456,7 @@ class ObservationLoss(Objective):
         sol = self.solve(theta)
         g = sol.grid
         _, data = self.linearisation(theta)
-        args = (to_device(g.times), to_device(g.obs_index), self._y0_aug, data)
+        args = (replay_times(self.problem.model, g, self._y0_aug), to_device(g.obs_index), self._y0_aug, data)
         return _GridLoss(self.problem), args
 
     def continuous_problem(self, theta=None):
@@ -458,6 +465,13 @@ class ObservationLoss(Objective):
                 "this loss has an initial-state map (y0 depends on θ): the continuous adjoints take y0 as "
                 "data and do not chain the adjoint at t0 into the map; use the 'discrete' gradient and the "
                 "direct-* Hessian methods"
+            )
+        if getattr(self.model, "is_sde", False):
+            raise NotImplementedError(
+                "continuous adjoints (backsolve, interpolating, forward sensitivities and the adjoint-* Hessians) "
+                "integrate sensitivity ODEs with ODE solvers; a Neural SDE's sensitivities obey an SDE on the same "
+                "Brownian path (Li et al. 2020), which they do not solve. Use the 'discrete' gradient and the "
+                "direct-direct, direct-adjoint, fd, fd-grad or elementwise Hessians"
             )
         if self.problem.needs_steps:
             names = [t.name for t in self.regularizers if getattr(t, "needs_steps", False)]

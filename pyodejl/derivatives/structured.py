@@ -81,6 +81,8 @@ def unsupported_reason(objective) -> str | None:
         return "it needs an observed Neural ODE loss (pyodejl.ObservationLoss or TrajectoryLoss)"
     if getattr(objective, "regularizers", ()):
         return "the objective carries regularizer terms, whose curvature it does not assemble"
+    if getattr(model, "is_sde", False):
+        return "its closed-form curvature is written for ODE Runge–Kutta steps, not SDE steps"
     field = getattr(model, "vector_field", None)
     if not isinstance(field, MLP):
         return f"its closed-form curvature is written for pyodejl.MLP vector fields, not {type(field).__name__}"

@@ -9,9 +9,18 @@ import numpy as np
 
 from pyodejl._jit import to_device
 from pyodejl._validation import check_initial_state, check_integer, check_number, check_theta, check_times
-from pyodejl.models.vector_field import check_vector_field
+from pyodejl.models.vector_field import check_vector_field, output_shape
 from pyodejl.solving.controllers import resolve_controller
 from pyodejl.solving.solvers import Solver, solver_spec
+
+
+def batched_call(field, t, y, theta):
+    """``field(t, y, theta)`` for ``y`` ``(D,)`` or ``(..., D)``: the protocol's one state, mapped over a batch."""
+    if y.ndim == 1:
+        return field(t, y, theta)
+    flat = y.reshape(-1, y.shape[-1])
+    out = jax.vmap(field, in_axes=(None, 0, None))(t, flat, theta)
+    return out.reshape(y.shape)
 
 
 class NeuralODE(eqx.Module):
@@ -44,6 +53,8 @@ class NeuralODE(eqx.Module):
         error_dims: how many leading state entries enter step-size control
             (default None: all). Objectives with running costs set it so that the
             appended integrals do not steer the steps.
+        diffusion: not accepted (keyword-only): an ODE has none. Passing one
+            raises TypeError pointing to :class:`pyodejl.NeuralSDE`.
 
     The object is immutable and hashable: compiled functions are cached per model.
     """
@@ -69,9 +80,21 @@ class NeuralODE(eqx.Module):
         augment_dim: int = 0,
         controller=None,
         error_dims: int | None = None,
+        *,
+        diffusion=None,
     ):
+        if diffusion is not None or (not isinstance(solver, (str, Solver)) and hasattr(solver, "num_params")):
+            raise TypeError(
+                "NeuralODE takes one vector field and no diffusion (its second argument is the solver); "
+                "for a stochastic model with drift and diffusion use pj.NeuralSDE(drift, diffusion, ...)"
+            )
         check_vector_field(vector_field)
         spec = solver_spec(solver)
+        if spec.is_sde:
+            raise ValueError(
+                f"{spec.name!r} is a solver for stochastic differential equations; NeuralODE solves ODEs. "
+                f"Use pj.NeuralSDE(drift, diffusion, solver={spec.name!r}) or an ODE solver such as 'dopri5'"
+            )
         self.rtol = check_number(rtol, "rtol")
         self.atol = check_number(atol, "atol")
         if dt is not None:
@@ -111,14 +134,7 @@ class NeuralODE(eqx.Module):
 
     def check_state_dim(self, D: int) -> None:
         """Raise ValueError unless f maps a state of size D to a derivative of size D."""
-        t = jax.ShapeDtypeStruct((), jnp.float64)
-        y = jax.ShapeDtypeStruct((D,), jnp.float64)
-        th = jax.ShapeDtypeStruct((self.num_params,), jnp.float64)
-        try:
-            out = jax.eval_shape(self.vector_field, t, y, th)
-        except Exception as exc:  # the field's own error, re-raised with context
-            raise ValueError(f"the vector field cannot be evaluated on a state of shape ({D},): {exc}") from exc
-        shape = getattr(out, "shape", None)
+        shape = output_shape(self.vector_field, D)
         if shape != (D,):
             raise ValueError(
                 "a vector field maps the state to its derivative, so its output shape must match "
@@ -133,11 +149,7 @@ class NeuralODE(eqx.Module):
 
     def rhs(self, t, y, theta):
         """f(t, y; θ) for ``y`` of shape ``(D,)`` or ``(..., D)`` (batches by ``vmap``)."""
-        if y.ndim == 1:
-            return self.vector_field(t, y, theta)
-        flat = y.reshape(-1, y.shape[-1])
-        out = jax.vmap(self.vector_field, in_axes=(None, 0, None))(t, flat, theta)
-        return out.reshape(y.shape)
+        return batched_call(self.vector_field, t, y, theta)
 
     def augment(self, y0):
         """Append ``augment_dim`` zeros to the last axis of ``y0``."""

@@ -42,6 +42,22 @@ def check_vector_field(vector_field):
     return vector_field
 
 
+def output_shape(vector_field, D: int, what: str = "the vector field"):
+    """The shape of ``vector_field(t, y, theta)`` for a state ``(D,)``, found without computing it.
+
+    Raises ValueError (with the field's own error as its cause) if the field
+    cannot be evaluated on such a state; ``what`` names it in the message.
+    """
+    t = jax.ShapeDtypeStruct((), jnp.float64)
+    y = jax.ShapeDtypeStruct((D,), jnp.float64)
+    th = jax.ShapeDtypeStruct((int(vector_field.num_params),), jnp.float64)
+    try:
+        out = jax.eval_shape(vector_field, t, y, th)
+    except Exception as exc:  # the field's own error, re-raised with context
+        raise ValueError(f"{what} cannot be evaluated on a state of shape ({D},): {exc}") from exc
+    return getattr(out, "shape", None)
+
+
 class VectorField:
     """A vector field from a plain function ``fn(t, y, theta) -> dy/dt``.
 

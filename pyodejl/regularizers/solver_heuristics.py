@@ -92,7 +92,7 @@ def _explicit_rk_spec(term, model, alternatives: str):
 def require_error_estimate(term, model) -> None:
     """Raise unless ``model``'s solver has explicit stages and an embedded error estimate."""
     spec = _explicit_rk_spec(term, model, "dopri5, tsit5, dopri8 or bosh3")
-    if not spec.has_error_estimate or spec.tableau.b_error is None:
+    if not spec.has_error_estimate:
         raise ValueError(
             f"{type(term).__name__} needs an adaptive solver with an embedded error estimate; "
             f"{spec.name!r} takes fixed steps and has none. Use dopri5, tsit5, dopri8 or bosh3"
@@ -142,7 +142,9 @@ class ErrorEstimate(_GlobalHeuristic):
             reference code's MNIST runs) or ``"max"``.
 
     Needs an adaptive explicit solver with an embedded pair (dopri5, tsit5,
-    dopri8, bosh3); gradients by ``"discrete"``.
+    dopri8, bosh3) or, for a :class:`pyodejl.NeuralSDE`, its SRI solver
+    (ERNSDE: E_j is the SDE error estimate δE₁ + E₂, :mod:`pyodejl.solving.sde`);
+    gradients by ``"discrete"``.
     """
 
     name = "error_estimate"
@@ -166,7 +168,9 @@ class StiffnessEstimate(_GlobalHeuristic):
         aggregate: ``"sum"`` (default), ``"mean"`` or ``"max"``.
 
     Needs an explicit solver with two stages at c = 1 (dopri5, tsit5, dopri8;
-    not bosh3, whose only c = 1 stage is its FSAL stage).
+    not bosh3, whose only c = 1 stage is its FSAL stage), or a
+    :class:`pyodejl.NeuralSDE`'s SRI solver (SRNSDE: Shampine's quotient of its
+    two diffusion stages at one c, :mod:`pyodejl.solving.sde`).
     """
 
     name = "stiffness_estimate"
@@ -188,6 +192,8 @@ STEP_RULES = ("initial", "accepted")
 @jit(static_argnums=0)
 def _initial_step(model, theta_vf, t, y):
     spec = solver_spec(model.solver)
+    if spec.is_sde:  # an SDE integrator starts with the model's dt0 (Hairer's rule is for ODEs)
+        return jnp.asarray(model.dt)
     f = lambda t_, y_: model.rhs(t_, y_, theta_vf)
     return initial_step(f, t, y, f(t, y), spec.order, model.rtol, model.atol, model.error_dims)
 
@@ -200,9 +206,14 @@ def local_step(inputs) -> StepRecord:
     is marked invalid, so its estimates are 0 with finite derivatives.
     """
     y = inputs.extra_states[:, 0]
-    t0, t1 = inputs.term_data
     model = inputs.model
+    if solver_spec(model.solver).is_sde:
+        from pyodejl.solving import sde
+
+        t0, t1, noise = inputs.term_data
+        return sde.local_step(model, inputs.theta_vf, inputs.ts[0], inputs.ts[-1], t0, t1, y, noise)
     f = lambda t, y_: model.rhs(t, y_, inputs.theta_vf)
+    t0, t1 = inputs.term_data
     y1, err, _, g, k = rk_step_record(solver_spec(model.solver).tableau, f, t0, t1, y, f(t0, y))
     one = lambda x: x[None]
     return StepRecord(
@@ -269,6 +280,12 @@ class _LocalHeuristic(Regularizer):
             nodes = grid.times[: grid.num_steps + 1]
             j = int(np.clip(np.searchsorted(nodes, t0, side="right") - 1, 0, grid.num_steps - 1))
             t1 = float(nodes[j + 1]) if t0 == nodes[j] else min(t0 + float(nodes[j + 1] - nodes[j]), t_end)
+        if solver_spec(ctx.model.solver).is_sde:
+            # the step's Brownian noise, from the paths of the solve, is a per-θ constant like its size
+            from pyodejl.solving.sde import interval_noise
+
+            noise = interval_noise(ctx.model, ctx.ts[0], t_end, t0, t1, states[:, 0])
+            return (np.float64(t0), np.float64(t1), noise)
         return (np.float64(t0), np.float64(t1))
 
 

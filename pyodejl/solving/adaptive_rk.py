@@ -109,10 +109,29 @@ def adaptive_rk(
         accepted and rejected step counts; ``ok`` whether ``ts[-1]`` was
         reached within ``max_steps`` steps.
     """
+    f0 = f(ts[0], y0)
+    h = initial_step(f, ts[0], y0, f0, error_order, rtol, atol, error_dims) if dt0 is None else dt0
+
+    def step(t0, t1, y, f0):
+        return rk_step(tab, f, t0, t1, y, f0)
+
+    return controlled_loop(step, f0, error_order, rtol, atol, max_steps, ts, y0, h, controller, error_dims)
+
+
+def controlled_loop(step, carry0, error_order, rtol, atol, max_steps, ts, y0, h0, controller=None, error_dims=None):
+    """The step-size-controlled loop shared by every one-step method (ODE and SDE).
+
+    ``step(t0, t1, y, carry) -> (y1, error, carry1)`` takes one step of the
+    method; ``carry`` is what an accepted step hands to the next (FSAL's
+    f(t1, y1) for Runge–Kutta pairs, None for methods without one). The
+    rest — error ratio, acceptance, step-size update, landing on every
+    observation time — is described in the module docstring.
+
+    Returns ``(times, ys, stats, ok)`` as :func:`adaptive_rk`.
+    """
     t0, t_end = ts[0], ts[-1]
     t_floor = _ulps_below(t_end, 100)  # a step ending above it is rounded up to t_end
-    f0 = f(t0, y0)
-    h = initial_step(f, t0, y0, f0, error_order, rtol, atol, error_dims) if dt0 is None else dt0
+    h = h0
     controller = PIDController() if controller is None else controller
     safety, factor_min, factor_max = controller.safety, controller.factor_min, controller.factor_max
     t1 = jnp.minimum(jnp.minimum(t0 + h, _next_stop(t0, ts)), t_end)
@@ -120,7 +139,7 @@ def adaptive_rk(
     times = jnp.full((max_steps + 1,), jnp.inf, dtype=ts.dtype).at[0].set(t0)
     ys = jnp.zeros((ts.shape[0],) + y0.shape, dtype=y0.dtype).at[0].set(y0)
     zero = jnp.zeros((), dtype=jnp.int32)
-    init = (t0, t1, y0, f0, times, ys, zero + 1, zero, zero)
+    init = (t0, t1, y0, carry0, times, ys, zero + 1, zero, zero)
 
     def cond(state):
         t0, *_, n_acc, n_rej = state
@@ -128,7 +147,7 @@ def adaptive_rk(
 
     def body(state):
         t0, t1, y, f0, times, ys, k, n_acc, n_rej = state
-        y1, err, f1 = rk_step(tab, f, t0, t1, y, f0)
+        y1, err, f1 = step(t0, t1, y, f0)
         # a step into a region where f is NaN is rejected, not propagated
         err = jnp.where(jnp.isnan(err), jnp.inf, err)
         y1_safe = jnp.where(jnp.any(jnp.isnan(y1)), y, y1)
@@ -151,7 +170,7 @@ def adaptive_rk(
             next_t0,
             next_t1,
             jnp.where(keep, y1, y),
-            jnp.where(keep, f1, f0),
+            jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), f1, f0),
             times,
             ys,
             k + at_obs,

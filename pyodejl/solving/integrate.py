@@ -52,11 +52,14 @@ class StepGrid:
             the final time (zero-length steps, skipped by the scan).
         obs_index: ``(T,)`` index into ``times`` of each observation time.
         num_steps: number of real steps.
+        noise: for SDE models, the Brownian noise of every step
+            (:class:`pyodejl.solving.sde.StepNoise`, drawn by the first replay); else None.
     """
 
     times: np.ndarray
     obs_index: np.ndarray
     num_steps: int
+    noise: object = field(default=None, repr=False)
 
 
 @dataclass
@@ -221,6 +224,10 @@ def adaptive_states(model, theta, ts, y0):
         was reached.
     """
     spec = solver_spec(model.solver)
+    if spec.is_sde:
+        from pyodejl.solving import sde
+
+        return sde.adaptive_states(model, theta, ts, y0)
     f = lambda t, y: model.rhs(t, y, theta)
     if spec.tableau is not None:
         return adaptive_rk(
@@ -254,13 +261,42 @@ def adaptive_states(model, theta, ts, y0):
 _adaptive = jit(adaptive_states, static_argnums=0)
 
 
+def _sde_adaptive_states(model, theta, ts, y0, seed):
+    from pyodejl.solving import sde
+
+    return sde.adaptive_states(model, theta, ts, y0, seed)
+
+
+# SDE solves hold a Brownian tree whose compile the fast options cut ~4× (see sde._noise_kernel);
+# the seed is an argument, so one compiled solve serves every seed of a model
+_adaptive_sde = jit(_sde_adaptive_states, static_argnums=0, fast_compile=True)
+
+
+def replay_times(model, grid: StepGrid, y0):
+    """What a replay of ``model`` from ``y0`` ``(B, D)`` steps on for the frozen ``grid``: its node
+    times (device array) or, for an SDE, a :class:`pyodejl.solving.sde.SDEGrid` of node times and
+    their Brownian noise (drawn on first use and kept with the grid)."""
+    if not solver_spec(model.solver).is_sde:
+        return to_device(grid.times)
+    from pyodejl.solving.sde import replay_grid
+
+    if grid.noise is None:
+        grid.noise = replay_grid(model, grid.times, y0).noise
+    return replay_grid(model, grid.times, y0, grid.noise)
+
+
+def _node_times(times):
+    return getattr(times, "times", times)
+
+
 def raise_for_failure(model, ok, ys, t_end=None):
     """Turn a failed or non-finite solve into a :class:`SolveError` naming the cause."""
     if not bool(ok):
+        remedy = "" if solver_spec(model.solver).is_sde else ", or use a stiff solver such as 'kvaerno5'"
         raise SolveError(
             f"the {model.solver} solve hit max_steps={model.max_steps} (or its step size "
             f"underflowed) before reaching t={t_end}; the dynamics may be stiff or blowing up. "
-            "Raise max_steps, loosen rtol/atol, or use a stiff solver such as 'kvaerno5'."
+            f"Raise max_steps or loosen rtol/atol{remedy}."
         )
     if not np.all(np.isfinite(ys)):
         raise SolveError(
@@ -293,7 +329,11 @@ def adaptive_solve(model, theta, ts, y0) -> Solution:
         n = grid.num_steps
         stats = SolveStats(n, n, 0, n * spec.evaluations_per_step())
         return Solution(ts, np.moveaxis(ys, 0, 1), stats, grid, _recorder(model, theta, grid, y0))
-    times, ys, (n_steps, n_acc, n_rej), ok = _adaptive(model, to_device(theta), to_device(ts), to_device(y0))
+    args = (to_device(theta), to_device(ts), to_device(y0))
+    if spec.is_sde:  # compiled once per model up to its seed, which is data
+        times, ys, (n_steps, n_acc, n_rej), ok = _adaptive_sde(model.with_seed(0), *args, model.seed)
+    else:
+        times, ys, (n_steps, n_acc, n_rej), ok = _adaptive(model, *args)
     ys = to_host(ys)
     raise_for_failure(model, ok, ys, ts[-1])
     times = to_host(times)
@@ -301,14 +341,17 @@ def adaptive_solve(model, theta, ts, y0) -> Solution:
     n_steps = int(n_steps)
     # FSAL: one evaluation at (t0, y0), then stages - 1 per attempted step;
     # the automatic initial step adds one probe evaluation; a multistep method
-    # adds its start-up steps' extra evaluations (vcab3: 2 Bogacki–Shampine steps)
-    nfe = n_steps * spec.evaluations_per_step() + 1 + (1 if model.dt is None else 0) + spec.startup_evaluations
+    # adds its start-up steps' extra evaluations (vcab3: 2 Bogacki–Shampine steps);
+    # SDE steps carry nothing over (drift + diffusion evaluations per attempted step)
+    nfe = n_steps * spec.evaluations_per_step()
+    if not spec.is_sde:
+        nfe += 1 + (1 if model.dt is None else 0) + spec.startup_evaluations
     stats = SolveStats(n_steps, int(n_acc), int(n_rej), nfe)
     return Solution(ts, np.moveaxis(ys, 0, 1), stats, grid, _recorder(model, theta, grid, y0))
 
 
 def _recorder(model, theta, grid, y0):
-    return lambda: _record_jit(model, to_device(theta), to_device(grid.times), to_device(y0))
+    return lambda: _record_jit(model, to_device(theta), replay_times(model, grid, y0), to_device(y0))
 
 
 #: Replays of states with at least this many entries (batch × dimension) skip the
@@ -334,8 +377,12 @@ def _grid_scan(model, theta, times, y0, record=False):
     estimate ``(N, B, D)`` and, with ``record`` (explicit solvers), the stage
     states and stage derivatives ``(N, s, B, D)`` (else None).
     """
-    pairs = jnp.stack([times[:-1], times[1:]], axis=1)
     spec = solver_spec(model.solver)
+    if spec.is_sde:
+        from pyodejl.solving import sde
+
+        return sde.grid_scan(model, theta, times, y0, record)
+    pairs = jnp.stack([times[:-1], times[1:]], axis=1)
     tab = spec.tableau
     f = lambda t, y: model.rhs(t, y, theta)
 
@@ -386,12 +433,14 @@ def record_steps(model, theta, times, y0) -> StepRecord:
     """The :class:`StepRecord` of a replay on the node times ``times`` (pure, differentiable).
 
     Args:
-        model: a :class:`pyodejl.NeuralODE`.
+        model: a :class:`pyodejl.NeuralODE` or :class:`pyodejl.NeuralSDE`.
         theta: ``(p,)`` vector-field parameters.
-        times: ``(N + 1,)`` step end points; repeated final entries are padding.
+        times: ``(N + 1,)`` step end points; repeated final entries are padding
+            (:func:`replay_times`: an SDE's may carry their noise).
         y0: ``(B, D)``.
     """
     ys, errs, gs, ks = _grid_scan(model, theta, times, y0, record=True)
+    times = _node_times(times)
     dt = jnp.diff(times)
     return StepRecord(t=times[:-1], dt=dt, y=ys[:-1], y1=ys[1:], k=ks, stage_states=gs, error=errs, valid=dt > 0)
 
@@ -410,7 +459,7 @@ def grid_states_jax(model, theta, times, obs_index, y0):
 
 def grid_states(model, theta, grid: StepGrid, y0):
     """:func:`grid_states_jax` for a :class:`StepGrid` (jit-compiled)."""
-    return _grid_states_jit(model, theta, to_device(grid.times), to_device(grid.obs_index), y0)
+    return _grid_states_jit(model, theta, replay_times(model, grid, y0), to_device(grid.obs_index), y0)
 
 
 _grid_states_jit = jit(grid_states_jax, static_argnums=0)

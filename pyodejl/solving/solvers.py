@@ -94,6 +94,8 @@ class Solver:
     tableau: Tableau | None = field(default=None, repr=False)
     diffrax_solver: Callable = field(default=None, repr=False, compare=False)
     startup_evaluations: int = 0
+    #: SDE solvers (:mod:`pyodejl.solving.sde`) set it; ODE models refuse them and vice versa
+    is_sde: ClassVar[bool] = False
 
     def __str__(self):
         return self.name
@@ -112,7 +114,7 @@ class Solver:
     @property
     def has_error_estimate(self) -> bool:
         """Whether steps come with an embedded local error estimate."""
-        return self.adaptive
+        return self.adaptive and (self.tableau is None or self.tableau.b_error is not None)
 
     @property
     def unit_stages(self) -> tuple[int, int] | None:
@@ -160,4 +162,11 @@ def solver_spec(solver) -> Solver:
     try:
         return SOLVERS[solver]
     except (KeyError, TypeError):
+        from pyodejl.solving.sde import SDE_SOLVERS
+
+        if isinstance(solver, str) and solver in SDE_SOLVERS:
+            raise ValueError(
+                f"{solver!r} is a solver for stochastic differential equations; ODE models take one of "
+                f"{sorted(SOLVERS)}. Solve an SDE with pj.NeuralSDE(drift, diffusion, solver={solver!r})"
+            ) from None
         raise ValueError(f"unknown solver {solver!r}; expected one of {sorted(SOLVERS)} or a pyodejl Solver") from None

@@ -1,0 +1,297 @@
+"""Neural SDEs: the adaptive SRI solver, its Brownian paths, derivatives and solver-heuristic terms.
+
+References and bounds:
+
+* **Moments** of the Ornstein–Uhlenbeck process dX = −aX dt + b dW over
+  2000 independent paths against the closed form
+  E X_T = x₀e^{−aT}, Var X_T = b²(1 − e^{−2aT})/(2a). Bound: 4 Monte-Carlo
+  standard errors (σ/√n for the mean, Var·√(2/(n−1)) for the variance); the
+  solver's bias at rtol = atol = 1e-3 is orders of magnitude below them.
+* **Strong order** on geometric Brownian motion dX = μX dt + σX dW, whose
+  solution X_T = X₀exp((μ − σ²/2)T + σW_T) is read off the same virtual
+  Brownian tree the solver steps on (128 increments, coarsened by Chen's
+  relation). Uniform steps h = 2⁻³ … 2⁻⁷ replayed by the library's SRI step: mean |error| over 200 paths falls with slope ≈ 1.5
+  in log h (observed 1.41); bound > 1.2 separates order 1.5 from Milstein-type
+  order 1 and Euler–Maruyama's 0.5.
+* **Error estimate** against a closed form: with a constant drift c and no
+  diffusion, SRIW1's E = δ·h·(a₁ + a₂) = h·c/3 (δ = 1/6) per step exactly, so
+  ERNSDE's R_E = Σⱼ hⱼ·(hⱼ|c|/3)/(atol + rtol·max|y|) on the reported grid.
+* **Stiffness estimate** against a closed form: for the diagonal diffusion
+  b(y) = s·y + r, Shampine's quotient of the two diffusion stages at c = 1/4
+  is |s| exactly, so R_S = |s|·(t_end − t₀).
+* **Derivatives** against central differences of the same discrete loss (θ's
+  frozen step grid and Brownian increments, ``direct_function``): gradients
+  by a five-point stencil at h = 1e-4 (truncation O(h⁴) ≈ 1e-16, round-off
+  ≈ 1e-16/h ≈ 1e-12 relative; observed 3.5e-12, bound 1e-7), Hessians by
+  central differences of the discrete gradient at h = 1e-5 (truncation
+  ≈ 1e-10, round-off ≈ 1e-11; observed 1.2e-10, bound 1e-6). The loss carries
+  ERNSDE and SRNSDE, so their derivatives are checked with the data term's.
+  (The library's ``fd``/``fd-grad`` re-solve at every perturbed θ; the
+  accepted grid then moves and E_j·dt_j with it, so they differentiate
+  another function and are not compared here, as for ODEs.)
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import pyodejl as pj
+from pyodejl import regularizers as R
+from pyodejl.solving import sde
+from pyodejl.solving.steps import error_ratios
+
+TS = np.linspace(0.0, 1.0, 4)
+
+
+
+def _drift_fn(t, y, th):
+    return jnp.tanh(th[:4].reshape(2, 2) @ y + th[4:6])
+
+
+def _diffusion_fn(t, y, th):
+    return th[0] * y + th[1]
+
+
+DRIFT = pj.VectorField(_drift_fn, 6, init=lambda s: np.array([-0.5, 0.8, -0.6, -0.3, 0.1, -0.2]), name="drift")
+DIFFUSION = pj.VectorField(_diffusion_fn, 2, init=lambda s: np.array([0.3, 0.1]), name="diffusion")
+Y0 = np.array([[1.0, 0.0], [0.5, 0.5]])
+TARGETS = np.stack([np.stack([np.cos(TS + k), np.sin(TS + k)], 1) for k in range(2)])
+
+
+@pytest.fixture(scope="module")
+def model():
+    return pj.NeuralSDE(DRIFT, DIFFUSION, dt0=0.05, rtol=1e-2, atol=1e-2)
+
+
+@pytest.fixture(scope="module")
+def loss(model):
+    return pj.TrajectoryLoss(model, TS, Y0, TARGETS, regularizers=[R.ErrorEstimate(0.5), R.StiffnessEstimate(0.2)])
+
+
+def central(f, x, h, stencil=2):
+    out = []
+    for i in range(len(x)):
+        e = np.zeros_like(x)
+        e[i] = h
+        if stencil == 2:
+            out.append((f(x + e) - f(x - e)) / (2 * h))
+        else:
+            out.append((-f(x + 2 * e) + 8 * f(x + e) - 8 * f(x - e) + f(x - 2 * e)) / (12 * h))
+    return np.stack(out, axis=-1)
+
+
+# ---- the solver against closed forms ------------------------------------------------------
+
+
+def test_ornstein_uhlenbeck_moments_match_closed_form():
+    a, b, x0, n = 1.0, 0.5, 1.0, 2000
+    drift = pj.VectorField(lambda t, y, th: -th[0] * y, 1)
+    diffusion = pj.VectorField(lambda t, y, th: th[0] * jnp.ones_like(y), 1)
+    m = pj.NeuralSDE(drift, diffusion, dt0=0.05, rtol=1e-3, atol=1e-3)
+    ts = np.array([0.0, 0.5, 1.0])
+    ys = m.solve(np.array([a, b]), ts, np.full((n, 1), x0)).ys[:, :, 0]  # (n, T)
+    for k, t in enumerate(ts[1:], start=1):
+        mean, var = x0 * np.exp(-a * t), b**2 * (1 - np.exp(-2 * a * t)) / (2 * a)
+        assert abs(ys[:, k].mean() - mean) < 4 * np.sqrt(var / n)
+        assert abs(ys[:, k].var(ddof=1) - var) < 4 * var * np.sqrt(2 / (n - 1))
+
+
+def test_strong_order_on_geometric_brownian_motion():
+    mu, sigma, x0, B = 0.5, 1.0, 1.0, 200
+    drift = pj.VectorField(lambda t, y, th: th[0] * y, 1)
+    diffusion = pj.VectorField(lambda t, y, th: th[0] * y, 1)
+    m = pj.NeuralSDE(drift, diffusion)
+    theta = jnp.array([mu, sigma])
+    y0 = jnp.full((B, 1), x0)
+    fine = sde.replay_grid(m, np.linspace(0.0, 1.0, 129), y0).noise  # 128 steps, from the tree the solver uses
+    dW, H = np.asarray(fine.dW), np.asarray(fine.chi2 - fine.dW / 2)  # I_(1,0)/h = ΔW/2 + H
+    exact = x0 * np.exp((mu - sigma**2 / 2) + sigma * dW.sum(0))[:, 0]
+    replay = jax.jit(sde.grid_scan, static_argnums=0)
+    hs, errs = [], []
+    for n in (128, 64, 32, 16, 8):
+        times = np.linspace(0.0, 1.0, n + 1)
+        noise = jax.vmap(sde.step_noise)(jnp.asarray(dW), jnp.asarray(H), jnp.asarray(np.diff(times)))
+        ys, _, _, _ = replay(m, theta, sde.SDEGrid(jnp.asarray(times), noise), y0)
+        hs.append(1 / n)
+        errs.append(np.mean(np.abs(np.asarray(ys[-1, :, 0]) - exact)))
+        # the coarser grid's increments by Chen's relation: W adds, and over two equal halves
+        # H = (H₁ + H₂)/2 + (W₁ − W₂)/4 (from ∫W ds = h(W/2 + H) on each half)
+        dW, H = dW[0::2] + dW[1::2], (H[0::2] + H[1::2]) / 2 + (dW[0::2] - dW[1::2]) / 4
+    # ... which is how the tree itself composes: its own increments over the coarsest steps (a check
+    # that the solver's I_(1,0) = h(ΔW/2 + H) reads the tree's Lévy area with the right convention)
+    coarse = sde.replay_grid(m, np.linspace(0.0, 1.0, 5), y0).noise
+    np.testing.assert_allclose(np.asarray(coarse.dW), dW, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(coarse.chi2 - coarse.dW / 2), H, atol=1e-12)
+    slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
+    assert slope > 1.2, (slope, errs)
+
+
+def test_error_estimate_matches_closed_form_for_a_constant_drift():
+    c = 0.7
+    drift = pj.VectorField(lambda t, y, th: th[0] * jnp.ones_like(y), 1)
+    diffusion = pj.VectorField(lambda t, y, th: 0.0 * th[0] * y, 1)
+    m = pj.NeuralSDE(drift, diffusion, dt0=0.01, rtol=1e-3, atol=1e-3)
+    loss = pj.TrajectoryLoss(m, TS, np.array([0.2]), np.zeros((len(TS), 1)), regularizers=[R.ErrorEstimate(1.0)])
+    theta = np.array([c, 0.0])
+    sol = loss.solve(theta)
+    t = sol.grid.times[: sol.grid.num_steps + 1]
+    h, y = np.diff(t), 0.2 + c * t  # the solve of a constant drift is exact
+    ratio = (h * abs(c) / 3) / (1e-3 + 1e-3 * np.maximum(np.abs(y[:-1]), np.abs(y[1:])))
+    assert np.all(ratio < 1)  # every accepted step passed the controller on this estimate
+    np.testing.assert_allclose(loss.terms(theta)["error_estimate"], np.sum(ratio * h), rtol=1e-12)
+
+
+def test_stiffness_estimate_reads_the_diffusion_stages(model, loss):
+    theta = model.init(0)
+    s = theta[DRIFT.num_params]
+    assert loss.terms(theta)["stiffness_estimate"] == pytest.approx(abs(s) * (TS[-1] - TS[0]), rel=1e-12)
+    steps = model.solve(theta, TS, Y0).steps
+    assert steps.k.shape == (steps.num_steps, 8, 2, 2)  # 4 drift then 4 diffusion stages
+
+
+# ---- paths --------------------------------------------------------------------------------
+
+
+def test_paths_are_fixed_by_the_seed_and_independent_per_trajectory(model, loss):
+    theta = model.init(0)
+    terms = [R.ErrorEstimate(0.5), R.StiffnessEstimate(0.2)]
+    again = pj.TrajectoryLoss(model, TS, Y0, TARGETS, regularizers=terms)
+    other = pj.TrajectoryLoss(model.with_seed(1), TS, Y0, TARGETS, regularizers=terms)
+    assert again.value(theta) == loss.value(theta)
+    assert abs(other.value(theta) - loss.value(theta)) > 1e-6
+    assert model.with_seed(1).seed == 1 and model.with_seed(1).drift is model.drift
+    twins = model.solve(theta, TS, np.array([[1.0, 0.0], [1.0, 0.0]])).ys
+    assert np.abs(twins[0, -1] - twins[1, -1]).max() > 1e-3
+    # trajectory b's path does not depend on how many trajectories share the batch
+    one = sde.interval_noise(model, 0.0, 1.0, 0.25, 0.5, np.zeros((1, 2)))
+    three = sde.interval_noise(model, 0.0, 1.0, 0.25, 0.5, np.zeros((3, 2)))
+    np.testing.assert_array_equal(one.dW[0], three.dW[0])
+    np.testing.assert_array_equal(one.chi2[0], three.chi2[0])
+    assert np.abs(three.dW[1] - three.dW[0]).min() > 0
+
+
+def test_solution_shapes(model):
+    theta = model.init(0)
+    assert model.solve(theta, TS, Y0[0]).ys.shape == (len(TS), 2)
+    assert model.solve(theta, TS, Y0).ys.shape == (2, len(TS), 2)
+
+
+# ---- derivatives --------------------------------------------------------------------------
+
+
+def test_gradient_and_hessian_against_finite_differences(model, loss):
+    theta = model.init(0)
+    fn, args = loss.direct_function(theta)
+    f = jax.jit(lambda th: fn(th, *args))
+    value = lambda th: float(f(jnp.asarray(th)))
+    g = loss.grad(theta)
+    g_fd = central(value, theta, 1e-4, stencil=4)
+    assert np.abs(g - g_fd).max() < 1e-7 * np.abs(g_fd).max()
+
+    H = loss.hessian(theta, method="direct-direct")
+    grad = jax.jit(jax.grad(lambda th: fn(th, *args)))
+    H_fd = central(lambda th: np.asarray(grad(jnp.asarray(th))), theta, 1e-5)
+    assert np.abs(H - H_fd).max() < 1e-6 * np.abs(H_fd).max()
+    assert np.abs(H - H.T).max() < 1e-12 * np.abs(H).max()
+    # the same discrete loss by reverse-over-forward AD (observed 2e-15; "elementwise" agrees as
+    # closely but compiles p second derivatives, too slow for this file)
+    assert np.abs(loss.hessian(theta, method="direct-adjoint") - H).max() < 1e-12 * np.abs(H).max()
+    op = loss.hessian_operator(theta)
+    v = np.linspace(-1.0, 1.0, len(theta))
+    np.testing.assert_allclose(op.matvec(v), H @ v, rtol=1e-10, atol=1e-12 * np.abs(H).max())
+    top = pj.spectral.eigenvalues(op, k=1, which="magnitude", method="lanczos").eigenvalues[0]
+    lam = np.linalg.eigvalsh(H)
+    assert top == pytest.approx(lam[np.argmax(np.abs(lam))], rel=1e-8)
+
+
+def test_solver_heuristic_terms_change_the_loss_and_its_gradient(model, loss):
+    # their gradients are checked against finite differences with the data term's, above
+    theta = model.init(0)
+    plain = pj.TrajectoryLoss(model, TS, Y0, TARGETS)
+    terms = loss.terms(theta)
+    assert terms["error_estimate"] > 0 and terms["stiffness_estimate"] > 0
+    expected = plain.terms(theta)["data"] + 0.5 * terms["error_estimate"] + 0.2 * terms["stiffness_estimate"]
+    assert loss.value(theta) == pytest.approx(expected, rel=1e-12)
+    g, g_plain = loss.grad(theta), plain.grad(theta)
+    assert np.abs(g - g_plain).max() > 1e-3 * np.abs(g).max()
+    # switched off (weight 0), the terms leave the loss and its gradient as they were
+    loss.set_weights({"error_estimate": 0.0, "stiffness_estimate": 0.0})
+    try:
+        assert loss.value(theta) == pytest.approx(plain.terms(theta)["data"], rel=1e-12)
+        np.testing.assert_allclose(loss.grad(theta), g_plain, rtol=1e-10, atol=1e-14)
+    finally:
+        loss.set_weights({"error_estimate": 0.5, "stiffness_estimate": 0.2})
+
+
+def test_error_estimate_term_is_the_recorded_controller_ratio(model, loss):
+    theta = model.init(0)
+    steps = model.solve(theta, TS, Y0).steps
+    scale = 1e-2 + 1e-2 * np.maximum(np.abs(steps.y), np.abs(steps.y1))
+    E = np.sqrt(np.mean((steps.error / scale) ** 2, axis=(1, 2)))
+    assert np.all(E < 1)
+    assert loss.terms(theta)["error_estimate"] == pytest.approx(np.sum(E * steps.dt), rel=1e-10)
+    np.testing.assert_allclose(E, np.asarray(error_ratios(steps, 1e-2, 1e-2)), rtol=1e-12)
+
+
+def test_local_error_estimate_is_one_step_of_the_same_path(model):
+    theta = model.init(0)
+    steps = model.solve(theta, TS, Y0).steps
+    E = np.asarray(error_ratios(steps, model.rtol, model.atol))
+    term = R.LocalErrorEstimate(1.0, sampling="biased", seed=3)
+    local = pj.TrajectoryLoss(model, TS, Y0, TARGETS, regularizers=[term])
+    nodes = np.concatenate([steps.t, [TS[-1]]])
+    j = int(np.searchsorted(nodes, term.sample_time(TS, nodes)))
+    assert local.terms(theta)["local_error_estimate"] == pytest.approx(E[j] * steps.dt[j], rel=1e-9)
+    stiff = pj.TrajectoryLoss(model, TS, Y0, TARGETS, regularizers=[R.LocalStiffnessEstimate(1.0, t_reg=0.3)])
+    assert stiff.terms(theta)["local_stiffness_estimate"] > 0
+
+
+# ---- bad input ----------------------------------------------------------------------------
+
+
+def test_bad_input_raises_clear_errors(model):
+    scalar = pj.VectorField(lambda t, y, th: th[0] * jnp.sum(y), 1, state_dim=2)
+    with pytest.raises(ValueError, match="diffusion.*state's shape"):
+        pj.NeuralSDE(DRIFT, scalar)
+    wide = pj.VectorField(lambda t, y, th: th[0] * jnp.concatenate([y, y]), 1)
+    with pytest.raises(ValueError, match="diffusion.*state's shape"):
+        pj.NeuralSDE(DRIFT, wide).solve(np.array([0.0] * 6 + [0.1]), TS, Y0)
+    for dt0 in (0.0, -0.1):
+        with pytest.raises(ValueError, match="dt0 must be positive"):
+            pj.NeuralSDE(DRIFT, DIFFUSION, dt0=dt0)
+    with pytest.raises(ValueError, match="noise type"):
+        pj.NeuralSDE(DRIFT, DIFFUSION, noise="general")
+    with pytest.raises(ValueError, match="'dopri5' is an ODE solver"):
+        pj.NeuralSDE(DRIFT, DIFFUSION, solver="dopri5")
+    with pytest.raises(ValueError, match="'sriw1' is a solver for stochastic"):
+        pj.NeuralODE(DRIFT, solver="sriw1")
+    with pytest.raises(ValueError, match="'sriw1' is a solver for stochastic"):
+        pj.NeuralODE(DRIFT, solver=pj.solving.SDE_SOLVERS["sriw1"])
+    with pytest.raises(TypeError, match="NeuralSDE"):
+        pj.NeuralODE(DRIFT, DIFFUSION)
+    with pytest.raises(TypeError, match="NeuralSDE"):
+        pj.NeuralODE(DRIFT, diffusion=DIFFUSION)
+    with pytest.raises(TypeError, match="diffusion of a NeuralSDE"):
+        pj.NeuralSDE(DRIFT, lambda t, y, th: y)
+
+
+def test_sde_refuses_continuous_adjoints_and_running_costs(model, loss):
+    theta = model.init(0)
+    plain = pj.TrajectoryLoss(model, TS, Y0, TARGETS)
+    for method in ("backsolve", "interpolating", "forward"):
+        with pytest.raises(NotImplementedError, match="Neural SDE"):
+            plain.grad(theta, method=method)
+    for method in ("adjoint-direct", "adjoint-adjoint"):
+        with pytest.raises(NotImplementedError, match="Neural SDE"):
+            plain.hvp(theta, np.ones(len(theta)), method=method)
+    with pytest.raises(NotImplementedError, match="running cost"):
+        pj.TrajectoryLoss(model, TS, Y0, TARGETS, regularizers=[R.KineticEnergy(1.0)])
+
+
+def test_divergent_solve_raises_solve_error():
+    blowup = pj.VectorField(lambda t, y, th: th[0] * y**3, 1)
+    noise = pj.VectorField(lambda t, y, th: th[0] * y, 1)
+    m = pj.NeuralSDE(blowup, noise, dt0=0.01, max_steps=200)
+    with pytest.raises(pj.SolveError, match="hit max_steps=200"):
+        m.solve(np.array([5.0, 0.1]), np.array([0.0, 1.0]), np.array([2.0]))
