@@ -28,6 +28,7 @@ from pyodejl.experiments.folder import (
 )
 from pyodejl.experiments.models import MODEL_KINDS, ModelSpec
 from pyodejl.experiments.tasks import TASKS, Task, make_task
+from pyodejl.experiments.trainer import OPTIMIZERS
 
 __all__ = [
     "RunConfig",
@@ -44,7 +45,6 @@ __all__ = [
     "hessian_method_names",
 ]
 
-OPTIMIZERS = ("gd", "sgd", "adam")
 
 
 def gradient_method_names() -> list[str]:

@@ -47,7 +47,8 @@ from pyodejl.regularizers.schedules import weights_at
 __all__ = ["OPTIMIZERS", "Measurement", "Plateau", "Problem", "Training", "backend_compilations", "batch_indices",
            "best_time", "compile_seconds", "train"]
 
-OPTIMIZERS = ("adam", "sgd", "gd")
+#: The Optax transformation of each optimizer name ("gd" is "sgd" on the full batch).
+OPTIMIZERS = {"adam": optax.adam, "adabelief": optax.adabelief, "sgd": optax.sgd, "gd": optax.sgd}
 
 
 def batch_indices(seed: int, step: int, num_samples: int, batch_size: int | None) -> np.ndarray | None:
@@ -116,7 +117,8 @@ class Training:
     Attributes:
         steps: optimiser steps (0: measure θ0 only).
         lr: learning rate.
-        optimizer: ``"adam"`` (default), ``"sgd"`` (plain minibatch steps) or ``"gd"``.
+        optimizer: ``"adam"`` (default), ``"adabelief"`` (Zhuang et al. 2020; seed 004's
+            Neural SDE), ``"sgd"`` (plain minibatch steps) or ``"gd"``.
         batch_size: samples per step (None: full batch).
         gradient: gradient method, a name or object (default None: the objective's
             own, e.g. ``"discrete"`` for ODE losses, ``"implicit"`` for DEQs, which
@@ -265,7 +267,7 @@ def _optimizer(training: Training):
     """One Optax transformation per (optimizer, lr, plateau), so compiled steps are shared across runs."""
     key = (training.optimizer, float(training.lr), training.plateau)
     if key not in _compiled:
-        base = optax.adam(training.lr) if training.optimizer == "adam" else optax.sgd(training.lr)
+        base = OPTIMIZERS[training.optimizer](training.lr)
         if training.plateau is not None:
             p = training.plateau
             base = optax.chain(base, optax.contrib.reduce_on_plateau(

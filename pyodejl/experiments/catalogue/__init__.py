@@ -23,6 +23,7 @@ EXPERIMENT_MODULES = {
     "deq-mnist": "deq_mnist",
     "stiffness": "stiffness",
     "agreement": "agreement",
+    "sde-spiral": "sde_spiral",
     "hessian-tracking": "hessian_tracking",
     "laplace-lv": "laplace_lv",
     "latent-vowels": "latent_vowels",
