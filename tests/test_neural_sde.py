@@ -178,6 +178,10 @@ def test_paths_are_fixed_by_the_seed_and_independent_per_trajectory(model, loss)
     other = pj.TrajectoryLoss(model.with_seed(1), TS, Y0, TARGETS, regularizers=terms)
     assert again.value(theta) == loss.value(theta)
     assert abs(other.value(theta) - loss.value(theta)) > 1e-6
+    # the differentiated replay (compiled once for every seed) steps on seed 1's increments:
+    # it reproduces that seed's adaptive solve to round-off
+    replayed = other.terms(theta)["data"]
+    assert replayed == pytest.approx(np.mean((other.predict(theta) - TARGETS) ** 2), rel=1e-12)
     assert model.with_seed(1).seed == 1 and model.with_seed(1).drift is model.drift
     twins = model.solve(theta, TS, np.array([[1.0, 0.0], [1.0, 0.0]])).ys
     assert np.abs(twins[0, -1] - twins[1, -1]).max() > 1e-3
