@@ -10,9 +10,10 @@ References and bounds:
 * **Strong order** on geometric Brownian motion dX = μX dt + σX dW, whose
   solution X_T = X₀exp((μ − σ²/2)T + σW_T) is read off the same virtual
   Brownian tree the solver steps on (128 increments, coarsened by Chen's
-  relation). Uniform steps h = 2⁻³ … 2⁻⁷ replayed by the library's SRI step: mean |error| over 200 paths falls with slope ≈ 1.5
-  in log h (observed 1.41); bound > 1.2 separates order 1.5 from Milstein-type
-  order 1 and Euler–Maruyama's 0.5.
+  relation). Uniform steps h = 2⁻³ … 2⁻⁷ replayed by the library's SRI step:
+  mean |error| over 200 paths falls with slope ≈ 1.5 in log h (observed
+  1.41); bound > 1.2 separates order 1.5 from Milstein-type order 1 and
+  Euler–Maruyama's 0.5.
 * **Adaptive solves** follow one path through rejected steps: on the same GBM
   the adaptive solution converges pathwise to the closed form (bound below).
 * **Error estimate** against a closed form: with a constant drift c and no
@@ -44,7 +45,6 @@ from pyodejl.solving import sde
 from pyodejl.solving.steps import error_ratios
 
 TS = np.linspace(0.0, 1.0, 4)
-
 
 
 def _drift_fn(t, y, th):
