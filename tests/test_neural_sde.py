@@ -10,9 +10,12 @@ References and bounds:
 * **Strong order** on geometric Brownian motion dX = μX dt + σX dW, whose
   solution X_T = X₀exp((μ − σ²/2)T + σW_T) is read off the same virtual
   Brownian tree the solver steps on (128 increments, coarsened by Chen's
-  relation). Uniform steps h = 2⁻³ … 2⁻⁷ replayed by the library's SRI step: mean |error| over 200 paths falls with slope ≈ 1.5
-  in log h (observed 1.41); bound > 1.2 separates order 1.5 from Milstein-type
-  order 1 and Euler–Maruyama's 0.5.
+  relation). Uniform steps h = 2⁻³ … 2⁻⁷ replayed by the library's SRI step:
+  mean |error| over 200 paths falls with slope ≈ 1.5 in log h (observed
+  1.41); bound > 1.2 separates order 1.5 from Milstein-type order 1 and
+  Euler–Maruyama's 0.5.
+* **Adaptive solves** follow one path through rejected steps: on the same GBM
+  the adaptive solution converges pathwise to the closed form (bound below).
 * **Error estimate** against a closed form: with a constant drift c and no
   diffusion, SRIW1's E = δ·h·(a₁ + a₂) = h·c/3 (δ = 1/6) per step exactly, so
   ERNSDE's R_E = Σⱼ hⱼ·(hⱼ|c|/3)/(atol + rtol·max|y|) on the reported grid.
@@ -42,7 +45,6 @@ from pyodejl.solving import sde
 from pyodejl.solving.steps import error_ratios
 
 TS = np.linspace(0.0, 1.0, 4)
-
 
 
 def _drift_fn(t, y, th):
@@ -127,6 +129,22 @@ def test_strong_order_on_geometric_brownian_motion():
     assert slope > 1.2, (slope, errs)
 
 
+def test_adaptive_solve_follows_one_path_through_rejected_steps():
+    # Rejected steps are retried on shorter intervals of the same path, so the adaptive solution of GBM
+    # converges pathwise to X₀exp((μ − σ²/2)T + σW_T) with W_T read off the tree. Observed max relative
+    # error 2.0e-3 at rtol = atol = 1e-3 (95 accepted, 10 rejected steps); bound 1e-2. Increments redrawn
+    # on rejection would leave errors of order σ·√h·X ≈ 0.1 at the rejected steps.
+    mu, sigma, x0, B = 0.5, 1.0, 1.0, 20
+    field = pj.VectorField(lambda t, y, th: th[0] * y, 1)
+    m = pj.NeuralSDE(field, field, dt0=0.1, rtol=1e-3, atol=1e-3)
+    y0 = np.full((B, 1), x0)
+    sol = m.solve(np.array([mu, sigma]), np.array([0.0, 1.0]), y0)
+    assert sol.stats.num_rejected_steps > 0
+    W = np.asarray(sde.interval_noise(m, 0.0, 1.0, 0.0, 1.0, y0).dW)[:, 0]
+    exact = x0 * np.exp((mu - sigma**2 / 2) + sigma * W)
+    assert np.max(np.abs(sol.ys[:, -1, 0] - exact) / exact) < 1e-2
+
+
 def test_error_estimate_matches_closed_form_for_a_constant_drift():
     c = 0.7
     drift = pj.VectorField(lambda t, y, th: th[0] * jnp.ones_like(y), 1)
@@ -160,6 +178,10 @@ def test_paths_are_fixed_by_the_seed_and_independent_per_trajectory(model, loss)
     other = pj.TrajectoryLoss(model.with_seed(1), TS, Y0, TARGETS, regularizers=terms)
     assert again.value(theta) == loss.value(theta)
     assert abs(other.value(theta) - loss.value(theta)) > 1e-6
+    # the differentiated replay (compiled once for every seed) steps on seed 1's increments:
+    # it reproduces that seed's adaptive solve to round-off
+    replayed = other.terms(theta)["data"]
+    assert replayed == pytest.approx(np.mean((other.predict(theta) - TARGETS) ** 2), rel=1e-12)
     assert model.with_seed(1).seed == 1 and model.with_seed(1).drift is model.drift
     twins = model.solve(theta, TS, np.array([[1.0, 0.0], [1.0, 0.0]])).ys
     assert np.abs(twins[0, -1] - twins[1, -1]).max() > 1e-3

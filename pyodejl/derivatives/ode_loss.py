@@ -406,7 +406,7 @@ class ObservationLoss(Objective):
         """
         theta = self.check_theta(theta)
         _, args = self.direct_function(theta)
-        parts = _evaluate(_GridLoss(self.problem, parts=True), to_device(theta), args)
+        parts = _evaluate(_GridLoss(self._replay_problem(), parts=True), to_device(theta), args)
         return {k: float(v) for k, v in parts.items()}
 
     def solve(self, theta):
@@ -457,7 +457,17 @@ class ObservationLoss(Objective):
         g = sol.grid
         _, data = self.linearisation(theta)
         args = (replay_times(self.problem.model, g, self._y0_aug), to_device(g.obs_index), self._y0_aug, data)
-        return _GridLoss(self.problem), args
+        return _GridLoss(self._replay_problem()), args
+
+    def _replay_problem(self):
+        # An SDE replay steps on the Brownian noise carried by its grid (replay_times), never on the
+        # model's seed: one compiled replay then serves every with_seed(k), so fresh paths per
+        # training step compile nothing new
+        if getattr(self.problem.model, "is_sde", False):
+            from dataclasses import replace
+
+            return replace(self.problem, model=self.problem.model.with_seed(0))
+        return self.problem
 
     def continuous_problem(self, theta=None):
         if self.problem.initial is not None:

@@ -71,7 +71,8 @@ class SolveStats:
     automatic initial step size (none when ``dt`` is given); for fixed-step
     methods stages per step.
     For the implicit ``kvaerno5`` it counts stages only: the evaluations inside
-    each stage's Newton iterations are not included.
+    each stage's Newton iterations are not included. For SDE solvers it counts
+    drift plus diffusion evaluations per attempted step (``sriw1``: 2 + 4).
     """
 
     num_steps: int

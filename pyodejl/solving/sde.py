@@ -399,14 +399,12 @@ def grid_noise(model, times, y0) -> StepNoise:
 def replay_grid(model, times, y0, noise: StepNoise | None = None) -> SDEGrid:
     """The :class:`SDEGrid` of the grid ``times`` ``(N + 1,)`` for initial states ``y0`` ``(B, D)`` (host side);
     ``noise``: the grid's noise if already drawn."""
-    times = to_device(times)
-    if noise is not None:
-        return SDEGrid(times, noise)
-    t_start, t_end = times[0], times[-1]
-    y0 = to_device(y0)
-    noise = _noise_kernel(model.seed, t_start, t_end, _tol(model, t_start, t_end), times[:-1], times[1:],
-                          tuple(y0.shape), y0.dtype)
-    return SDEGrid(times, noise)
+    if noise is None:
+        times = np.asarray(times, dtype=np.float64)  # sliced on the host: no eager device ops to compile
+        t_start, t_end = times[0], times[-1]
+        noise = _noise_kernel(model.seed, t_start, t_end, _tol(model, t_start, t_end), to_device(times[:-1]),
+                              to_device(times[1:]), tuple(np.shape(y0)), jnp.float64)
+    return SDEGrid(to_device(times), noise)
 
 
 def interval_noise(model, t_start, t_end, t0, t1, y) -> StepNoise:
