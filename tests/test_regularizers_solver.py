@@ -614,17 +614,6 @@ def _load_script(folder, name):
 
 
 @pytest.mark.slow
-def test_spiral_sde_example_quick_mode_runs_and_resumes(tmp_path):
-    mod = _load_script("examples", "spiral_sde")
-    out = tmp_path / "results.json"
-    summary = mod.main(["--quick", "--out", str(out)])
-    assert out.exists() and summary
-    stamp = out.stat().st_mtime
-    mod.main(["--quick", "--out", str(out)])  # resumes: finished runs are not redone
-    assert out.stat().st_mtime == stamp
-
-
-@pytest.mark.slow
 def test_local_memory_benchmark_quick_mode():
     rows = _load_script("benchmarks", "local_regularisation_memory").main(["--quick"])
     by = {(r["T"], r["variant"]): r for r in rows}
