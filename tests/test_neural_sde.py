@@ -227,6 +227,41 @@ def test_gradient_and_hessian_against_finite_differences(model, loss):
     assert top == pytest.approx(lam[np.argmax(np.abs(lam))], rel=1e-8)
 
 
+class _ScaledStart:
+    """y0 = s ⊙ x with s the loss's extra parameters: an initial-state map (e.g. an encoder)."""
+
+    def __call__(self, extra, data):
+        return data[0] * extra[:2]
+
+    def __hash__(self):
+        return hash(type(self))
+
+    def __eq__(self, other):
+        return type(other) is type(self)
+
+
+def _mse_of_data(extra, Y, data):
+    return jnp.mean((Y - data[1]) ** 2)
+
+
+def test_initial_state_map_on_an_sde_is_differentiated_through(model):
+    # an encoder in front of an SDE (nsde-mnist's downsampling): the grid's noise must be drawn for
+    # the solved start's shape, and the gradient reaches the map's parameters
+    data = (Y0, TARGETS)
+    mapped = pj.ObservationLoss(model, TS, None, _mse_of_data, data=data, num_extra_params=2,
+                                initial=_ScaledStart(), regularizers=[R.ErrorEstimate(0.5)])
+    fixed = pj.ObservationLoss(model, TS, Y0, _mse_of_data, data=data, regularizers=[R.ErrorEstimate(0.5)])
+    theta = np.concatenate([model.init(0), [1.0, 1.0]])
+    # at unit scales the map is the identity: the same loss as the fixed start, on the same paths
+    assert mapped.value(theta) == pytest.approx(fixed.value(theta[:-2]), rel=1e-12)
+    fn, args = mapped.direct_function(theta)
+    f = jax.jit(lambda th: fn(th, *args))
+    g = mapped.grad(theta)
+    g_fd = central(lambda th: float(f(jnp.asarray(th))), theta, 1e-4, stencil=4)
+    assert np.abs(g - g_fd).max() < 1e-7 * np.abs(g_fd).max()
+    assert np.abs(g[-2:]).min() > 0  # the map's parameters get a gradient
+
+
 def test_solver_heuristic_terms_change_the_loss_and_its_gradient(model, loss):
     # their gradients are checked against finite differences with the data term's, above
     theta = model.init(0)

@@ -456,8 +456,15 @@ class ObservationLoss(Objective):
         sol = self.solve(theta)
         g = sol.grid
         _, data = self.linearisation(theta)
-        args = (replay_times(self.problem.model, g, self._y0_aug), to_device(g.obs_index), self._y0_aug, data)
+        args = (replay_times(self.problem.model, g, self._solved_start_shape()), to_device(g.obs_index),
+                self._y0_aug, data)
         return _GridLoss(self._replay_problem()), args
+
+    def _solved_start_shape(self):
+        """A stand-in of the solved initial state's shape ``(B, D)``: an SDE grid's noise is drawn for it.
+        With an initial-state map ``_y0_aug`` holds only the augmentation columns."""
+        width = self._y0_aug.shape[1] + (self.problem.D if self.problem.initial is not None else 0)
+        return np.zeros((self._B, width))
 
     def _replay_problem(self):
         # An SDE replay steps on the Brownian noise carried by its grid (replay_times), never on the
@@ -501,7 +508,7 @@ class ObservationLoss(Objective):
         steps = self._cache.grid.num_steps if self._cache is not None else 256
         spec = solver_spec(self.model.solver)
         sizes = getattr(self.model.vector_field, "sizes", None)
-        width = self._y0_aug.shape[1] + (self.problem.D if self.problem.initial is not None else 0)
+        width = self._solved_start_shape().shape[1]
         widths = sum(sizes) + width if sizes is not None else 8 * width + 64
         per_tangent = 8 * 4 * steps * spec.stages * self.batch_size * widths
         return int(np.clip(2**30 // max(per_tangent, 1), 1, self.num_params))

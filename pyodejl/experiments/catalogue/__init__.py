@@ -24,6 +24,7 @@ EXPERIMENT_MODULES = {
     "stiffness": "stiffness",
     "agreement": "agreement",
     "sde-spiral": "sde_spiral",
+    "nsde-mnist": "nsde_mnist",
     "hessian-tracking": "hessian_tracking",
     "laplace-lv": "laplace_lv",
     "latent-vowels": "latent_vowels",
