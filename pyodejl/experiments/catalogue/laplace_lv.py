@@ -14,8 +14,8 @@ times:
 * ``laplace-glm``: :class:`pyodejl.Laplace` (GGN, full) with prior precision δ and
   noise σ maximising the evidence, linearised (GLM) predictive;
 * ``laplace-samples``: the same posterior, predictive from 200 posterior samples;
-* ``nuts``: the reference posterior: blackjax's NUTS (window adaptation, 500 warm-up
-  steps, 1000 draws) on the same likelihood and prior (the Laplace's σ and δ),
+* ``nuts``: the reference posterior: blackjax's NUTS (window adaptation, 300 warm-up
+  steps, 400 draws) on the same likelihood and prior (the Laplace's σ and δ),
   initialised at the MAP (its divergent transitions are counted);
 * ``ensemble``: a deep ensemble of 5 MAPs from different initialisations (Lakshminarayanan
   et al. 2017), its spread as the epistemic std.
@@ -81,7 +81,7 @@ def observation_loss(times, values):
 
 def settings(quick: bool) -> dict:
     return {"data_seed": 0, "n_train": 30, "n_held": 20, "steps": 30 if quick else 3000, "lr": 1e-2,
-            "nuts_warmup": 10 if quick else 500, "nuts_draws": 10 if quick else 1000,
+            "nuts_warmup": 10 if quick else 300, "nuts_draws": 10 if quick else 400,
             "samples": 20 if quick else 200, "ensemble": 2 if quick else 5, "band_points": 91}
 
 
