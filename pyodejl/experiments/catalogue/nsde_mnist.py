@@ -22,14 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 import pyodejl as pj
 from pyodejl import regularizers as R
 from pyodejl.experiments import measures
 from pyodejl.experiments.declaration import Column, Experiment, RunSpec, Target
+from pyodejl.experiments.models import softmax_cross_entropy
 from pyodejl.experiments.tasks import make_task
 from pyodejl.experiments.trainer import Problem, Training
 from pyodejl.models.deq import Dense
@@ -57,8 +56,7 @@ class ClassifierCost:
     """Mean cross-entropy of the linear classifier on the final state."""
 
     def __call__(self, extra, Y, data):
-        logits = CLASSIFIER.apply(Y[:, -1], extra[ENCODER.num_params :])
-        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), data[1][:, None], axis=1))
+        return softmax_cross_entropy(CLASSIFIER.apply(Y[:, -1], extra[ENCODER.num_params :]), data[1])
 
 
 VARIANTS = {
