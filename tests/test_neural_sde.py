@@ -262,6 +262,26 @@ def test_initial_state_map_on_an_sde_is_differentiated_through(model):
     assert np.abs(g[-2:]).min() > 0  # the map's parameters get a gradient
 
 
+def test_gauss_newton_and_fisher_on_a_fixed_path(model):
+    # GGN = (2/N) JᵀJ of the frozen-grid states (J by forward-mode AD of the replay, independent of
+    # the GGN operator's JVP/VJP products); the per-trajectory gradients, each trajectory on its own
+    # noise, average to the gradient of the mean loss
+    from pyodejl.derivatives.gauss_newton import per_sample_gradients
+    from pyodejl.solving.integrate import grid_states_jax
+
+    plain = pj.TrajectoryLoss(model, TS, Y0, TARGETS)
+    theta = model.init(0)
+    times, obs, y0, _ = plain.direct_function(theta)[1]
+    J = jax.jacfwd(lambda th: grid_states_jax(model.with_seed(0), th, times, obs, y0).ravel())(jnp.asarray(theta))
+    G_ref = 2.0 / TARGETS.size * np.asarray(J.T @ J)
+    np.testing.assert_allclose(plain.ggn(theta), G_ref, rtol=0, atol=1e-12 * np.abs(G_ref).max())
+    g = per_sample_gradients(plain, theta)
+    assert g.shape == (len(Y0), len(theta))
+    np.testing.assert_allclose(g.mean(0), plain.grad(theta), rtol=0, atol=1e-12 * np.abs(g).max())
+    F = plain.empirical_fisher(theta)
+    np.testing.assert_allclose(F, g.T @ g / len(g), rtol=0, atol=1e-12 * np.abs(F).max())
+
+
 def test_solver_heuristic_terms_change_the_loss_and_its_gradient(model, loss):
     # their gradients are checked against finite differences with the data term's, above
     theta = model.init(0)

@@ -375,6 +375,20 @@ class _ODESampleLoss:
 
 
 @dataclass(frozen=True)
+class _SDESampleLoss:
+    """Sample n's data cost of a Neural SDE loss: its trajectory alone on the batch's grid and its own noise."""
+
+    term: _DataTerm
+    FIELDS = ("dW", "chi1", "chi2", "chi3")  # the per-trajectory noise, (steps, B, D) on the batch's grid
+
+    def __call__(self, theta, times, sqrt_h, obs_index, y0_n, data_n, *noise_n):
+        from pyodejl.solving.sde import SDEGrid, StepNoise
+
+        noise = StepNoise(*(a[:, None] for a in noise_n), sqrt_h=sqrt_h)
+        return _ODESampleLoss(self.term)(theta, SDEGrid(times, noise), obs_index, y0_n, data_n)
+
+
+@dataclass(frozen=True)
 class _DEQSampleLoss:
     """Sample n's data cost of an equilibrium loss: its input's equilibrium solved alone."""
 
@@ -421,6 +435,11 @@ def _per_sample(objective, theta):
         if N == 1:  # the one sample is the whole data term; its data need no batch axis
             return _WholeODEData(term), (times, obs_index, user_data), (y0,), 1, value
         _leading(user_data, N, f"cost data (the batch has B = {N} trajectories)")
+        if hasattr(times, "noise"):  # an SDE grid: trajectory n steps on its own Brownian noise
+            noise = times.noise
+            per_trajectory = tuple(jnp.moveaxis(getattr(noise, k), 1, 0) for k in _SDESampleLoss.FIELDS)
+            return (_SDESampleLoss(term), (times.times, noise.sqrt_h, obs_index), (y0, user_data) + per_trajectory,
+                    N, value)
         return _ODESampleLoss(term), (times, obs_index), (y0, user_data), N, value
     if _is_equilibrium(objective):
         fn = _deq_function(objective)
