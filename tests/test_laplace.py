@@ -250,7 +250,7 @@ def test_bad_evidence_arguments(full):
         full.log_marginal_likelihood(prior_precision=-1.0)
     with pytest.raises(ValueError, match="noise_std must be a finite number > 0"):
         full.log_marginal_likelihood(noise_std=0.0)
-    with pytest.raises(NotImplementedError, match="per-layer prior precisions are not supported"):
+    with pytest.raises(ValueError, match="must be a scalar without blocks"):
         full.log_marginal_likelihood(prior_precision=np.ones(P))
     with pytest.raises(ValueError, match="unknown predictive method"):
         full.predictive(method="mc")
