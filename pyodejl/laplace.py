@@ -1,11 +1,32 @@
-"""Laplace approximations of the posterior of a Neural ODE fitted by mean squared error.
+"""Laplace approximations of the posterior of Neural ODE regressors and ODE / DEQ classifiers.
 
-MacKay (1992), *A practical Bayesian framework for backpropagation networks*;
+MacKay (1992), *A practical Bayesian framework for backpropagation networks* (and
+*The evidence framework applied to classification networks*, the probit predictive);
 conventions of laplace-torch (Daxberger et al. 2021, *Laplace Redux — Effortless
 Bayesian deep learning*); the GLM predictive of Immer, Korzepa & Bauer (2021),
-*Improving predictions of Bayesian neural nets via local linearization*.
+*Improving predictions of Bayesian neural nets via local linearization*; last-layer
+Laplace of Kristiadi, Hein & Hennig (2020), *Being Bayesian, even just a bit, fixes
+overconfidence in ReLU networks*.
 
-**Likelihood reading.** An ODE objective whose data term is the mean squared
+**Categorical likelihood (classifiers).** An :class:`pyodejl.ObservationLoss` or
+:class:`pyodejl.EquilibriumLoss` whose cost is
+``OutputCost(readout, SoftmaxCrossEntropy())`` (logits ``(B, C)`` from the readout,
+integer labels ``(B,)`` as the cost's data) is read as independent categorical
+observations: −log p(D | θ) = −Σ_n log softmax(logits_n)[y_n] = B L (the library's
+loss is the mean). There is no σ (``noise_std`` is None). The GGN of the summed NLL
+is Σ_n J_nᵀ(diag p_n − p_n p_nᵀ)J_n = B · ``loss.ggn`` (J_n = ∂logits_n/∂θ, for a
+DEQ through the implicit function theorem), PSD; the Hessian is B · ``loss.hessian``;
+the empirical Fisher Σ_n ∇ℓ_n ∇ℓ_nᵀ of the per-input NLLs. The predictive gives class
+probabilities (probit or Monte Carlo), see :meth:`Laplace.predictive`.
+
+**Subsets and per-block priors.** ``subset="last-layer"`` (or an index array) puts
+the posterior on those parameters alone, the others fixed at θ*: its precision is the
+(S, S) block of the curvature plus the prior — for the readout computed from the
+readout alone with the features fixed (exact, since the features do not depend on
+its parameters). ``blocks=`` sizes give one prior precision per block, each tuned by
+:meth:`Laplace.optimize_prior_precision` (laplace-torch's layer-wise prior).
+
+**Gaussian likelihood reading.** An ODE objective whose data term is the mean squared
 error (:class:`pyodejl.TrajectoryLoss` with ``loss="mse"``, or an
 :class:`pyodejl.ObservationLoss` whose cost is
 :func:`pyodejl.derivatives.ode_loss.mse_cost`) is read as independent Gaussian
@@ -240,6 +261,13 @@ def _output_jvps_impl(outputs, theta, V, out_args):
 
 
 _output_jvps = jax.jit(_output_jvps_impl, static_argnums=0)
+
+
+def _outputs_impl(outputs, theta, out_args):
+    return outputs(theta, *out_args)
+
+
+_outputs = jax.jit(_outputs_impl, static_argnums=0)
 
 
 def _states(model, vf, times, obs_index, y0):
@@ -964,7 +992,7 @@ class Laplace:
         from pyodejl.derivatives.gauss_newton import _split
 
         outputs, _, args, _ = _split(loss, theta)
-        return np.asarray(outputs(to_device(theta), *args), dtype=np.float64)
+        return np.asarray(_outputs(outputs, to_device(theta), tuple(args)), dtype=np.float64)
 
     def _logit_parts(self, x):
         """``(outputs, out_args, θ_point, embed)``: logits = outputs(θ_point, *out_args) and their JVPs."""
@@ -983,7 +1011,7 @@ class Laplace:
         """GLM logits: mean ``(B, C)`` at θ* and variance diag(J Σ Jᵀ) ``(B, C)`` by forward-mode JVPs."""
         outputs, args, theta, embed = self._logit_parts(x)
         th = to_device(theta)
-        mean = np.asarray(outputs(th, *args), dtype=np.float64)
+        mean = np.asarray(_outputs(outputs, th, args), dtype=np.float64)
 
         def jvp(V):
             V = self._embed(V) if embed else V
@@ -995,7 +1023,7 @@ class Laplace:
         thetas = self.sample(n, seed)
         if self._readout is not None:  # the features do not move: one solve, n cheap readouts
             outputs, args, _, _ = self._logit_parts(x)
-            logits = [np.asarray(outputs(to_device(th[self.subset_index]), *args)) for th in thetas]
+            logits = [np.asarray(_outputs(outputs, to_device(th[self.subset_index]), args)) for th in thetas]
         else:
             loss = self._classifier_loss(x)
             logits = [self._logits(loss, th) for th in thetas]
