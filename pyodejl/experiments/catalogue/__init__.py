@@ -24,6 +24,7 @@ EXPERIMENT_MODULES = {
     "stiffness": "stiffness",
     "hessian-tracking": "hessian_tracking",
     "laplace-lv": "laplace_lv",
+    "laplace-mnist": "laplace_mnist",
     "latent-vowels": "latent_vowels",
 }
 
