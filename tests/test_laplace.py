@@ -239,6 +239,8 @@ def test_empirical_fisher_of_the_summed_nll():
     ({"structure": "low-rank", "rank": 5}, "1 <= rank <= p = 4"),
     ({"structure": "low-rank", "rank": 1.5}, "needs an integer rank"),
     ({"rank": 2}, "rank applies to structure='low-rank' only"),
+    ({"subset": "last-layer"}, "subset='last-layer' needs a categorical loss"),
+    ({"blocks": (1, 2)}, "blocks must sum to p = 4"),
 ])
 def test_bad_arguments(problem, kwargs, match):
     with pytest.raises(ValueError, match=match):

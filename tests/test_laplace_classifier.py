@@ -85,6 +85,17 @@ def test_ggn_is_the_softmax_ggn_by_hand(problem, full):
     assert full.likelihood == "categorical" and full.noise_std is None and full.num_classes == C
 
 
+def test_empirical_fisher_of_the_summed_categorical_nll(problem):
+    loss, theta, X, labels, J, _ = problem
+    # g_n = J_nᵀ (p_n − e_{y_n}), the gradient of −log softmax(logits_n)[y_n]
+    resid = softmax(logits_of(theta, X)) - np.eye(C)[labels]
+    g = np.einsum("nci,nc->ni", J, resid)
+    la = pj.Laplace(loss, theta, prior_precision=DELTA, curvature="fisher")
+    np.testing.assert_allclose(la.posterior_precision(), g.T @ g + DELTA * np.eye(P), rtol=1e-8, atol=1e-10)
+    diag = pj.Laplace(loss, theta, prior_precision=DELTA, curvature="fisher", structure="diagonal")
+    np.testing.assert_allclose(diag.posterior_variance(), 1.0 / (np.sum(g**2, axis=0) + DELTA), rtol=1e-8)
+
+
 def hand_evidence(theta, X, labels, G, delta):
     logp = np.log(softmax(logits_of(theta, X)))
     loglik = np.sum(logp[np.arange(len(labels)), labels])
@@ -189,6 +200,17 @@ def test_per_block_prior_evidence_is_stationary_at_its_optimum(problem):
     fd = [(la.log_marginal_likelihood(at + h * e) - la.log_marginal_likelihood(at - h * e)) / (2 * h)
           for e, h in zip(np.eye(2), 1e-6 * at)]
     np.testing.assert_allclose(la.evidence_gradient(at), fd, rtol=1e-6)
+
+
+def test_per_block_prior_diagonal_by_hand(problem):
+    loss, theta, X, labels, _, G = problem
+    la = pj.Laplace(loss, theta, prior_precision=[0.3, 4.0], blocks=BLOCKS, structure="diagonal")
+    d = np.repeat([0.3, 4.0], BLOCKS)
+    expected = hand_evidence(theta, X, labels, np.diag(np.diag(G)), d)
+    assert la.log_marginal_likelihood() == pytest.approx(expected, rel=1e-10)
+    np.testing.assert_allclose(la.posterior_variance(), 1.0 / (np.diag(G) + d), rtol=1e-9)
+    delta = la.optimize_prior_precision()
+    np.testing.assert_allclose(la.evidence_gradient(delta), 0.0, atol=1e-6)
 
 
 def test_per_block_prior_low_rank_full_rank_equals_full(problem):
