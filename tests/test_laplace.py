@@ -350,3 +350,16 @@ def test_nonlinear_batch_ggn_and_glm_against_finite_differences():
     diag = pj.Laplace(loss, theta, noise_std=SIGMA, prior_precision=DELTA, structure="diagonal")
     d = 1 / (np.sum(J**2, axis=0) / SIGMA**2 + DELTA)
     np.testing.assert_allclose(diag.predictive().var, ((J**2) @ d).reshape(2, 5, 2), rtol=1e-5, atol=1e-12)
+
+
+def test_index_subset_is_the_conditional_posterior(problem, full):
+    """θ_S | θ_rest = θ*_rest is Gaussian with precision P_SS (the linear model's exact conditional)."""
+    loss, _, _, Phi, mean, Sigma = problem
+    S = np.array([0, 2])
+    sub = pj.Laplace(loss, mean, noise_std=SIGMA, prior_precision=DELTA, subset=S)
+    P_SS = np.linalg.inv(Sigma)[np.ix_(S, S)]
+    np.testing.assert_allclose(sub.posterior_precision(), P_SS, rtol=RTOL)
+    var = np.einsum("ik,kl,il->i", Phi[:, S], np.linalg.inv(P_SS), Phi[:, S]).reshape(len(TS), 2)
+    np.testing.assert_allclose(sub.predictive().var, var, rtol=RTOL, atol=1e-12)
+    draws = sub.sample(4, seed=0)
+    np.testing.assert_array_equal(draws[:, [1, 3]], np.broadcast_to(mean[[1, 3]], (4, 2)))
