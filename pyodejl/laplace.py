@@ -358,7 +358,7 @@ class Laplace:
         self._set_subset(subset)
         self.num_params = p = len(self.subset_index)
         self.blocks = self._check_blocks(blocks, p)
-        self.prior_precision = self._check_prior(prior_precision, broadcast=True)
+        self.prior_precision = self._check_prior(prior_precision)
         if curvature not in CURVATURES:
             raise ValueError(f"unknown curvature {curvature!r}; expected one of {list(CURVATURES)}")
         if structure not in STRUCTURES:
@@ -446,8 +446,8 @@ class Laplace:
             )
         return sizes
 
-    def _check_prior(self, value, broadcast=False):
-        """A float (one block) or a ``(len(blocks),)`` array of positive precisions."""
+    def _check_prior(self, value):
+        """A float (one block) or a ``(len(blocks),)`` array of positive precisions (a scalar fills every block)."""
         if self.blocks is None:
             if np.ndim(value) != 0:
                 raise ValueError(
@@ -456,7 +456,7 @@ class Laplace:
                 )
             return _positive(value, "prior_precision")
         nb = len(self.blocks)
-        if np.ndim(value) == 0 and broadcast:
+        if np.ndim(value) == 0:
             return np.full(nb, _positive(value, "prior_precision"))
         arr = np.asarray(value, dtype=np.float64) if not isinstance(value, str) else None
         if arr is None or arr.shape != (nb,):
@@ -756,8 +756,8 @@ class Laplace:
         subset's posterior, the other parameters fixed.
 
         Args:
-            prior_precision: δ to evaluate at (default: the current one; per block
-                ``(len(blocks),)`` with blocks); not stored.
+            prior_precision: δ to evaluate at (default: the current one; with blocks
+                ``(len(blocks),)``, or a scalar for every block); not stored.
             noise_std: σ to evaluate at (default: the current one); not stored. None for
                 a categorical likelihood.
         """
