@@ -40,6 +40,7 @@ from pyodejl.derivatives import (
     ObservationLoss,
     OutputCost,
     OutputLoss,
+    SoftmaxCrossEntropy,
     Structured,
     TrajectoryLoss,
 )
@@ -104,6 +105,7 @@ __all__ = [
     "HessianOperator",
     "OutputCost",
     "OutputLoss",
+    "SoftmaxCrossEntropy",
     "MinibatchObjective",
     "NeuralODE",
     "NeuralSDE",

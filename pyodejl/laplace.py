@@ -1,11 +1,32 @@
-"""Laplace approximations of the posterior of a Neural ODE fitted by mean squared error.
+"""Laplace approximations of the posterior of Neural ODE regressors and ODE / DEQ classifiers.
 
-MacKay (1992), *A practical Bayesian framework for backpropagation networks*;
+MacKay (1992), *A practical Bayesian framework for backpropagation networks* (and
+*The evidence framework applied to classification networks*, the probit predictive);
 conventions of laplace-torch (Daxberger et al. 2021, *Laplace Redux — Effortless
 Bayesian deep learning*); the GLM predictive of Immer, Korzepa & Bauer (2021),
-*Improving predictions of Bayesian neural nets via local linearization*.
+*Improving predictions of Bayesian neural nets via local linearization*; last-layer
+Laplace of Kristiadi, Hein & Hennig (2020), *Being Bayesian, even just a bit, fixes
+overconfidence in ReLU networks*.
 
-**Likelihood reading.** An ODE objective whose data term is the mean squared
+**Categorical likelihood (classifiers).** An :class:`pyodejl.ObservationLoss` or
+:class:`pyodejl.EquilibriumLoss` whose cost is
+``OutputCost(readout, SoftmaxCrossEntropy())`` (logits ``(B, C)`` from the readout,
+integer labels ``(B,)`` as the cost's data) is read as independent categorical
+observations: −log p(D | θ) = −Σ_n log softmax(logits_n)[y_n] = B L (the library's
+loss is the mean). There is no σ (``noise_std`` is None). The GGN of the summed NLL
+is Σ_n J_nᵀ(diag p_n − p_n p_nᵀ)J_n = B · ``loss.ggn`` (J_n = ∂logits_n/∂θ, for a
+DEQ through the implicit function theorem), PSD; the Hessian is B · ``loss.hessian``;
+the empirical Fisher Σ_n ∇ℓ_n ∇ℓ_nᵀ of the per-input NLLs. The predictive gives class
+probabilities (probit or Monte Carlo), see :meth:`Laplace.predictive`.
+
+**Subsets and per-block priors.** ``subset="last-layer"`` (or an index array) puts
+the posterior on those parameters alone, the others fixed at θ*: its precision is the
+(S, S) block of the curvature plus the prior — for the readout computed from the
+readout alone with the features fixed (exact, since the features do not depend on
+its parameters). ``blocks=`` sizes give one prior precision per block, each tuned by
+:meth:`Laplace.optimize_prior_precision` (laplace-torch's layer-wise prior).
+
+**Gaussian likelihood reading.** An ODE objective whose data term is the mean squared
 error (:class:`pyodejl.TrajectoryLoss` with ``loss="mse"``, or an
 :class:`pyodejl.ObservationLoss` whose cost is
 :func:`pyodejl.derivatives.ode_loss.mse_cost`) is read as independent Gaussian
@@ -47,11 +68,13 @@ optimisation) costs no new derivatives.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import numpy as np
 
 from pyodejl._jit import to_device
+from pyodejl._validation import check_integer, check_number
 
 __all__ = ["Laplace", "Predictive", "MAX_FULL_PARAMS", "MAX_EXACT_DIAGONAL", "DIAGONAL_MATVECS"]
 
@@ -64,6 +87,7 @@ DIAGONAL_MATVECS = 400
 
 CURVATURES = ("ggn", "hessian", "fisher")
 STRUCTURES = ("full", "diagonal", "low-rank")
+SUBSETS = ("all", "last-layer")
 _BLOCK = 256
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -73,7 +97,8 @@ class Predictive:
     """A predictive distribution's moments at the loss's observation times (or the requested ``ts``).
 
     Attributes:
-        mean: model states, ``(T, D)`` for a single initial state or ``(B, T, D)``.
+        mean: model states, ``(T, D)`` for a single initial state or ``(B, T, D)``;
+            for a classifier's ``method="glm"``, the logits ``(B, C)``.
         var: the epistemic variance of each entry, same shape as ``mean``.
     """
 
@@ -82,53 +107,167 @@ class Predictive:
 
 
 def _positive(value, name):
-    if name == "prior_precision" and np.ndim(value) != 0:
-        raise NotImplementedError(
-            f"prior_precision must be a scalar (an isotropic prior); got shape {np.shape(value)}: per-parameter "
-            "or per-layer prior precisions are not supported (the evidence and its optimisation assume δ I)"
-        )
     try:
-        v = float(value)
-    except (TypeError, ValueError):
+        return check_number(value, name)
+    except TypeError:
         raise TypeError(f"{name} must be a positive number, got {type(value).__name__}") from None
-    if not np.isfinite(v) or v <= 0.0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return v
+    except ValueError:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}") from None
 
 
-def _likelihood_reading(loss):
-    """``(targets (B, T, d), N)`` of an ODE objective with an MSE data term; else a ValueError."""
+# ---- likelihood readings -----------------------------------------------------------------
+@dataclass(frozen=True)
+class _Reading:
+    """What the loss's data term says about the likelihood.
+
+    ``factor`` turns the library's curvature of the data term (a mean) into that of the
+    summed NLL at σ = 1; ``fisher_factor`` does the same for per-sample gradients.
+    """
+
+    kind: str  # "gaussian" or "categorical"
+    num_observations: int  # N scalars (Gaussian) or B samples (categorical)
+    factor: float
+    fisher_factor: float
+    targets: Any = None  # (B, T, d), Gaussian
+    labels: Any = None  # (B,), categorical
+    readout_start: int | None = None  # first readout parameter (categorical)
+
+
+def _categorical_cost(cost):
+    from pyodejl.derivatives.gauss_newton import OutputCost, SoftmaxCrossEntropy
+
+    return isinstance(cost, OutputCost) and isinstance(cost.loss, SoftmaxCrossEntropy)
+
+
+_SUPPORTED = (
+    "a pyodejl.TrajectoryLoss with loss='mse' or a pyodejl.ObservationLoss whose cost is "
+    "pyodejl.derivatives.ode_loss.mse_cost (Gaussian observations), or a pyodejl.ObservationLoss or "
+    "pyodejl.EquilibriumLoss whose cost is OutputCost(readout, SoftmaxCrossEntropy()) (categorical)"
+)
+
+
+def _labels(labels, B):
+    labels = np.asarray(labels)
+    if labels.shape != (B,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"a categorical likelihood needs integer labels of shape (B,) = ({B},) as the cost's data; "
+            f"got {labels.dtype} of shape {labels.shape}"
+        )
+    return labels
+
+
+def _likelihood_reading(loss) -> _Reading:
+    """The :class:`_Reading` of a supported loss; else a ValueError naming what is supported."""
+    from pyodejl.derivatives.equilibrium import EquilibriumLoss
     from pyodejl.derivatives.ode_loss import ObservationLoss, mse_cost
 
-    supported = (
-        "a pyodejl.TrajectoryLoss with loss='mse' or a pyodejl.ObservationLoss whose cost is "
-        "pyodejl.derivatives.ode_loss.mse_cost (read as Gaussian observations)"
-    )
+    if isinstance(loss, EquilibriumLoss):
+        if not _categorical_cost(loss.cost):
+            raise ValueError(f"Laplace needs {_SUPPORTED}; this EquilibriumLoss's cost has no likelihood reading")
+        if not loss.derivative.exact:
+            raise ValueError(
+                f"Laplace needs the exact curvature of the equilibrium: this loss's derivative is "
+                f"{loss.derivative.name!r}; build it with derivative='implicit' (or 'unrolled')"
+            )
+        if loss.deq.skip is not None or loss.jacobian_regularizer is not None:
+            raise ValueError(
+                "Laplace reads the data term as the likelihood and prior_precision as the prior; the DEQ's Skip "
+                "and Jacobian penalties have no likelihood reading: build the loss without them"
+            )
+        B = int(loss.inputs.shape[0])
+        labels = _labels(loss.data, B)
+        return _Reading("categorical", B, float(B), 1.0, labels=labels, readout_start=loss.deq.num_params)
     if not isinstance(loss, ObservationLoss):
         raise ValueError(
-            f"Laplace needs a loss whose data term reads as a likelihood, i.e. {supported}; "
+            f"Laplace needs a loss whose data term reads as a likelihood, i.e. {_SUPPORTED}; "
             f"got a {type(loss).__name__}, a loss with no likelihood reading"
         )
     if loss.problem.initial is not None:
         raise ValueError("Laplace takes y0 as data; this loss's initial state depends on θ (an initial-state map)")
-    if loss.problem.cost is not mse_cost:
-        cost = getattr(loss, "loss", getattr(loss.problem.cost, "__name__", type(loss.problem.cost).__name__))
-        raise ValueError(
-            f"Laplace needs {supported}; this loss's cost ({cost!r}) has no likelihood reading"
-        )
     if loss.regularizers:
         names = [t.name for t in loss.regularizers]
         raise ValueError(
             f"Laplace reads the data term as the likelihood and prior_precision as the prior; the loss's "
             f"regularizer terms {names} have no likelihood reading: build the loss without regularizers"
         )
+    if _categorical_cost(loss.problem.cost):
+        B = loss.batch_size
+        labels = _labels(loss.data[0], B)
+        return _Reading("categorical", B, float(B), 1.0, labels=labels, readout_start=loss.problem.num_vf)
+    if loss.problem.cost is not mse_cost:
+        cost = getattr(loss, "loss", getattr(loss.problem.cost, "__name__", type(loss.problem.cost).__name__))
+        raise ValueError(f"Laplace needs {_SUPPORTED}; this loss's cost ({cost!r}) has no likelihood reading")
     targets = np.asarray(loss.data[0], dtype=np.float64)
     if targets.ndim != 3 or targets.shape[:2] != (loss.batch_size, len(loss.ts)):
         raise ValueError(
             f"the MSE cost's data must be targets of shape (B, T, d) = ({loss.batch_size}, {len(loss.ts)}, d); "
             f"got {targets.shape}"
         )
-    return targets, int(targets.size)
+    N = int(targets.size)
+    return _Reading("gaussian", N, N / 2.0, N / (2.0 * loss.batch_size), targets=targets)
+
+
+# ---- the readout alone (last-layer Laplace) -------------------------------------------------
+@dataclass(frozen=True)
+class _ReadoutOutput:
+    """The readout's logits as a function of its own parameters, the features held as data."""
+
+    output: Any
+    deq: bool  # an EquilibriumLoss's OutputCost takes (z*, θ_extra, data), an ODE loss's (θ_extra, Y, data)
+
+    def __call__(self, extra, features, labels):
+        return self.output(features, extra, labels) if self.deq else self.output(extra, features, labels)
+
+
+@dataclass(frozen=True)
+class _ReadoutLoss:
+    loss: Any
+
+    def __call__(self, logits, features, labels):
+        return self.loss(logits, labels)
+
+
+def _features(loss, theta):
+    """The readout's input at θ: the data states ``(B, T, D)`` on θ's step grid, or z* ``(B, d)``."""
+    from pyodejl.derivatives.equilibrium import EquilibriumLoss
+    from pyodejl.derivatives.gauss_newton import _DataTerm, _deq_function, _ode_data_args
+
+    th = to_device(theta)
+    if isinstance(loss, EquilibriumLoss):
+        return np.asarray(_deq_function(loss).equilibrium_state(th, loss._inputs)[0])
+    times, obs_index, y0, _ = _ode_data_args(loss, theta)
+    return np.asarray(_DataTerm.of(loss.problem).states(th[: loss.problem.num_vf], times, obs_index, y0))
+
+
+def _readout_objective(loss, theta, labels, start):
+    """A FunctionObjective of the readout's parameters θ[start:] alone, the features fixed at θ.
+
+    Its GGN, Hessian and per-sample gradients are exactly the (readout, readout) blocks of
+    the whole loss's, since the features do not depend on the readout's parameters.
+    """
+    from pyodejl.derivatives.equilibrium import EquilibriumLoss
+    from pyodejl.derivatives.gauss_newton import OutputLoss
+    from pyodejl.derivatives.objective import FunctionObjective
+
+    deq = isinstance(loss, EquilibriumLoss)
+    cost = loss.cost if deq else loss.problem.cost
+    fn = OutputLoss(_ReadoutOutput(cost.output, deq), _ReadoutLoss(cost.loss))
+    return FunctionObjective(fn, loss.num_params - start, args=(_features(loss, theta), np.asarray(labels)))
+
+
+def _output_jvps_impl(outputs, theta, V, out_args):
+    _, push = jax.linearize(lambda th: outputs(th, *out_args), theta)
+    return jax.vmap(push)(V)
+
+
+_output_jvps = jax.jit(_output_jvps_impl, static_argnums=0)
+
+
+def _outputs_impl(outputs, theta, out_args):
+    return outputs(theta, *out_args)
+
+
+_outputs = jax.jit(_outputs_impl, static_argnums=0)
 
 
 def _states(model, vf, times, obs_index, y0):
@@ -147,37 +286,79 @@ def _jvp_block_impl(model, vf, times, obs_index, y0, V):
 _jvp_block = jax.jit(_jvp_block_impl, static_argnums=0)
 
 
+def _softmax(logits):
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
 class Laplace:
     """Laplace approximation N(θ*, P⁻¹) of the posterior at a MAP estimate θ*.
 
     Args:
-        loss: an ODE objective whose data term is a mean squared error (see the
-            module docstring): :class:`pyodejl.TrajectoryLoss` with ``loss="mse"``
-            or :class:`pyodejl.ObservationLoss` with ``cost=mse_cost``, without
-            regularizer terms. Other objectives (``FunctionObjective``, DEQ
-            losses, other costs) raise ValueError.
-        theta_map: ``(p,)`` the MAP estimate θ*: the minimiser of N L/(2σ²) + δ‖θ‖²/2, i.e. of
-            the loss plus the penalty (δσ²/N)‖θ‖² on all of θ. The approximation is taken there
-            whatever θ is given; the evidence is meaningful at a MAP.
-        noise_std: σ > 0 of the Gaussian observation noise (default 1.0).
-        prior_precision: δ > 0 of the prior N(0, δ⁻¹ I) (default 1.0); a scalar.
+        loss: an objective whose data term reads as a likelihood (see the module
+            docstring), without regularizer terms:
+
+            * Gaussian: :class:`pyodejl.TrajectoryLoss` with ``loss="mse"`` or
+              :class:`pyodejl.ObservationLoss` with ``cost=mse_cost``;
+            * categorical: :class:`pyodejl.ObservationLoss` or :class:`pyodejl.EquilibriumLoss`
+              (exact derivative, no Skip or Jacobian penalty) whose cost is
+              ``OutputCost(readout, SoftmaxCrossEntropy())`` with integer labels ``(B,)`` as data.
+
+            Other objectives raise ValueError.
+        theta_map: ``(p,)`` the MAP estimate θ*: the minimiser of the summed NLL plus
+            ½ Σ δ_i θ_i² (Gaussian: N L/(2σ²) + δ‖θ‖²/2, i.e. the loss plus (δσ²/N)‖θ‖²;
+            categorical: B L + δ‖θ‖²/2, i.e. the loss plus (δ/(2B))‖θ‖²). The approximation
+            is taken there whatever θ is given; the evidence is meaningful at a MAP.
+        noise_std: σ > 0 of the Gaussian observation noise (default None: 1.0). A
+            categorical likelihood has no σ: it must be None.
+        prior_precision: δ > 0 of the prior N(0, δ⁻¹ I) (default 1.0); a scalar, or with
+            ``blocks`` one value per block ``(len(blocks),)`` (a scalar is then the
+            starting value of every block): laplace-torch's "layerwise" prior.
         curvature: ``"ggn"`` (default), ``"hessian"`` or ``"fisher"`` (empirical Fisher).
         structure: ``"full"`` (default), ``"diagonal"`` or ``"low-rank"``.
         rank: the number of eigenpairs for ``"low-rank"`` (1 ≤ rank ≤ p); must be
             None for the other structures.
         seed: seed of the randomised algorithms (Lanczos start, XDiag probes); default 0.
+        subset: the parameters the posterior is over, the others fixed at θ*
+            (laplace-torch's ``subset_of_weights``): ``None``/``"all"`` (default),
+            ``"last-layer"`` (a categorical loss's readout parameters θ_extra; Kristiadi,
+            Hein & Hennig 2020, *Being Bayesian, even just a bit, fixes overconfidence in
+            ReLU networks*) or an array of distinct parameter indices. p below is then the
+            subset's size: ``num_params``, the prior, ``blocks``, ``posterior_*`` and the
+            evidence are over the subset; :meth:`sample` returns whole θ vectors.
+        blocks: sizes of consecutive parameter blocks summing to p (of the subset), one
+            prior precision each; default None (one block).
+
+    Attributes:
+        likelihood: ``"gaussian"`` or ``"categorical"``.
+        num_params: p, the dimension of the posterior.
+        subset_index: ``(p,)`` indices into θ of the posterior's parameters.
 
     The curvature is computed on first use and cached unscaled.
     """
 
-    def __init__(self, loss, theta_map, noise_std=1.0, prior_precision=1.0, curvature="ggn",
-                 structure="full", rank=None, seed=0):
-        self._targets, self.num_observations = _likelihood_reading(loss)
+    def __init__(self, loss, theta_map, noise_std=None, prior_precision=1.0, curvature="ggn",
+                 structure="full", rank=None, seed=0, *, subset=None, blocks=None):
+        self._reading = reading = _likelihood_reading(loss)
+        self.likelihood = reading.kind
+        self.num_observations = reading.num_observations
+        self._targets = reading.targets
         self.loss = loss
         self.theta_map = loss.check_theta(theta_map)
-        self.num_params = p = loss.num_params
-        self.noise_std = _positive(noise_std, "noise_std")
-        self.prior_precision = _positive(prior_precision, "prior_precision")
+        if reading.kind == "categorical":
+            if noise_std is not None:
+                raise ValueError(
+                    f"a categorical likelihood (softmax cross-entropy) has no observation noise: noise_std must be "
+                    f"None, got {noise_std!r}"
+                )
+            self.noise_std = None
+        else:
+            self.noise_std = 1.0 if noise_std is None else _positive(noise_std, "noise_std")
+        self._set_subset(subset)
+        self.num_params = p = len(self.subset_index)
+        self.blocks = self._check_blocks(blocks, p)
+        self.prior_precision = self._check_prior(prior_precision)
         if curvature not in CURVATURES:
             raise ValueError(f"unknown curvature {curvature!r}; expected one of {list(CURVATURES)}")
         if structure not in STRUCTURES:
@@ -200,49 +381,156 @@ class Laplace:
         self.structure = structure
         self.rank = rank
         self.seed = seed
-        pred = np.asarray(loss.predict(self.theta_map), dtype=np.float64)
-        pred = pred[None] if loss.single else pred
-        d = self._targets.shape[-1]
-        self._sum_sq = float(np.sum((pred[..., :d] - self._targets) ** 2))
+        if reading.kind == "gaussian":
+            pred = np.asarray(loss.predict(self.theta_map), dtype=np.float64)
+            pred = pred[None] if loss.single else pred
+            d = self._targets.shape[-1]
+            self._sum_sq = float(np.sum((pred[..., :d] - self._targets) ** 2))
+        else:
+            logits = self._logits(loss, self.theta_map)
+            C = logits.shape[-1]
+            if logits.shape != (self.num_observations, C) or np.any((reading.labels < 0) | (reading.labels >= C)):
+                raise ValueError(
+                    f"a categorical likelihood needs logits (B, C) and labels in [0, C): got logits of shape "
+                    f"{logits.shape} and labels in [{reading.labels.min()}, {reading.labels.max()}]"
+                )
+            self.num_classes = C
+            logp = logits - logits.max(axis=1, keepdims=True)
+            logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
+            self._log_lik = float(np.sum(logp[np.arange(len(logits)), reading.labels]))
         self._unscaled = None
         self._eigenvalues = None
 
+    # ---- arguments -------------------------------------------------------------------------
+    def _set_subset(self, subset):
+        p_all = self.loss.num_params
+        self._readout = None
+        if subset is None or (isinstance(subset, str) and subset == "all"):
+            self.subset, self._index = "all", None
+            self.subset_index = np.arange(p_all)
+            return
+        if isinstance(subset, str):
+            if subset != "last-layer":
+                raise ValueError(f"unknown subset {subset!r}; expected one of {list(SUBSETS)} or an index array")
+            start = self._reading.readout_start
+            if start is None:
+                raise ValueError(
+                    "subset='last-layer' needs a categorical loss whose readout parameters are θ_extra "
+                    "(OutputCost(readout, SoftmaxCrossEntropy())); use an index array for a Gaussian loss"
+                )
+            if start >= p_all:
+                raise ValueError("subset='last-layer': this loss has no readout parameters (num_extra_params = 0)")
+            self.subset, self._index = "last-layer", None
+            self.subset_index = np.arange(start, p_all)
+            self._readout = _readout_objective(self.loss, self.theta_map, self._reading.labels, start)
+            return
+        idx = np.asarray(subset)
+        if idx.ndim != 1 or idx.size < 1 or not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"subset must be None, 'all', 'last-layer' or a 1-D integer index array; got {subset!r}")
+        if np.any((idx < 0) | (idx >= p_all)) or len(np.unique(idx)) != idx.size:
+            raise ValueError(f"subset indices must be distinct and in [0, p) = [0, {p_all}); got {subset!r}")
+        self.subset, self._index = "indices", idx.astype(np.int64)
+        self.subset_index = self._index
+
+    @staticmethod
+    def _check_blocks(blocks, p):
+        if blocks is None:
+            return None
+        sizes = np.asarray(blocks)
+        if sizes.ndim != 1 or sizes.size < 1:
+            raise ValueError(f"blocks must be a 1-D sequence of block sizes summing to p = {p}; got {blocks!r}")
+        sizes = tuple(check_integer(b, "each block size") for b in sizes.tolist())
+        if sum(sizes) != p:
+            raise ValueError(
+                f"blocks must sum to p = {p} (the posterior's parameters); got sizes summing to {sum(sizes)}"
+            )
+        return sizes
+
+    def _check_prior(self, value):
+        """A float (one block) or a ``(len(blocks),)`` array of positive precisions (a scalar fills every block)."""
+        if self.blocks is None:
+            if np.ndim(value) != 0:
+                raise ValueError(
+                    f"prior_precision must be a scalar without blocks; got shape {np.shape(value)}: pass blocks= "
+                    "(block sizes summing to p) for one precision per block"
+                )
+            return _positive(value, "prior_precision")
+        nb = len(self.blocks)
+        if np.ndim(value) == 0:
+            return np.full(nb, _positive(value, "prior_precision"))
+        arr = np.asarray(value, dtype=np.float64) if not isinstance(value, str) else None
+        if arr is None or arr.shape != (nb,):
+            raise ValueError(f"prior_precision must hold one value per block, shape ({nb},); got {value!r}")
+        for b, v in enumerate(arr):
+            _positive(v, f"prior_precision[{b}]")
+        return arr.copy()
+
+    def _per_param(self, delta):
+        """δ per parameter ``(p,)``, or the scalar itself."""
+        return delta if np.ndim(delta) == 0 else np.repeat(delta, self.blocks)
+
+    def _params(self, prior_precision, noise_std):
+        delta = self.prior_precision if prior_precision is None else self._check_prior(prior_precision)
+        if self.likelihood == "categorical":
+            if noise_std is not None:
+                raise ValueError(f"a categorical likelihood has no noise_std; got {noise_std!r} (pass None)")
+            return delta, None
+        sigma = self.noise_std if noise_std is None else _positive(noise_std, "noise_std")
+        return delta, sigma
+
     # ---- curvature -----------------------------------------------------------------------
+    def _curvature_objective(self):
+        """``(objective, θ)`` whose curvature is taken: the readout alone for last-layer, else the loss."""
+        if self._readout is not None:
+            return self._readout, self.theta_map[self.subset_index]
+        return self.loss, self.theta_map
+
     def _unscaled_operator(self):
         """The curvature of the summed NLL times σ^q as an operator (q = 2, or 4 for the Fisher)."""
         from scipy.sparse.linalg import LinearOperator
 
-        loss, theta, N = self.loss, self.theta_map, self.num_observations
+        obj, theta = self._curvature_objective()
+        p = self.num_params
         if self.curvature == "fisher":
             G = self._fisher_gradients()
-            return LinearOperator((self.num_params,) * 2, matvec=lambda v: G.T @ (G @ v),
-                                  matmat=lambda V: G.T @ (G @ V), dtype=np.float64)
-        base = loss.ggn_operator(theta) if self.curvature == "ggn" else loss.hessian_operator(theta)
-        half = N / 2.0
-        return LinearOperator((self.num_params,) * 2, matvec=lambda v: half * base.matmat(v[:, None])[:, 0],
-                              matmat=lambda V: half * base.matmat(V), dtype=np.float64)
+            return LinearOperator((p, p), matvec=lambda v: G.T @ (G @ v), matmat=lambda V: G.T @ (G @ V),
+                                  dtype=np.float64)
+        base = obj.ggn_operator(theta) if self.curvature == "ggn" else obj.hessian_operator(theta)
+        factor, idx = self._reading.factor, self._index
+
+        def matmat(V):
+            if idx is None:
+                return factor * base.matmat(V)
+            full = np.zeros((self.loss.num_params, V.shape[1]))
+            full[idx] = V
+            return factor * base.matmat(full)[idx]
+
+        return LinearOperator((p, p), matvec=lambda v: matmat(v[:, None])[:, 0], matmat=matmat, dtype=np.float64)
 
     def _fisher_gradients(self):
-        """Rows ∇ℓ_n·σ² of the per-trajectory NLLs, ``(B, p)``."""
+        """Rows ∇ℓ_n·σ² of the per-sample NLLs (trajectories or inputs), ``(B, p)``."""
         from pyodejl.derivatives.gauss_newton import per_sample_gradients
 
-        B = self.loss.batch_size
-        M = self.num_observations / B
-        return (M / 2.0) * per_sample_gradients(self.loss, self.theta_map)
+        obj, theta = self._curvature_objective()
+        G = self._reading.fisher_factor * per_sample_gradients(obj, theta)
+        return G if self._index is None else G[:, self._index]
 
     def _curvature(self):
         if self._unscaled is not None:
             return self._unscaled
-        p, loss, theta = self.num_params, self.loss, self.theta_map
-        half = self.num_observations / 2.0
+        p = self.num_params
+        obj, theta = self._curvature_objective()
+        factor = self._reading.factor
         if self.structure == "full":
-            if self.curvature == "ggn":
-                C = half * loss.ggn(theta)
-            elif self.curvature == "hessian":
-                C = half * loss.hessian(theta)
-            else:
+            if self.curvature == "fisher":
                 G = self._fisher_gradients()
                 C = G.T @ G
+            elif self._index is not None:
+                C = self._unscaled_operator().matmat(np.eye(p))
+            elif self.curvature == "ggn":
+                C = factor * obj.ggn(theta)
+            else:
+                C = factor * obj.hessian(theta)
             self._unscaled = 0.5 * (C + C.T)
         elif self.structure == "diagonal":
             if self.curvature == "fisher":
@@ -265,8 +553,7 @@ class Laplace:
         else:
             op = self._unscaled_operator()
             if self.rank == p:
-                E = np.eye(p)
-                C = op.matmat(E)
+                C = op.matmat(np.eye(p))
                 lam, U = np.linalg.eigh(0.5 * (C + C.T))
             else:
                 from pyodejl.spectral import eigenvalues
@@ -277,12 +564,9 @@ class Laplace:
         return self._unscaled
 
     def _scale(self, noise_std):
+        if self.likelihood == "categorical":
+            return 1.0
         return noise_std ** (-4.0 if self.curvature == "fisher" else -2.0)
-
-    def _params(self, prior_precision, noise_std):
-        delta = self.prior_precision if prior_precision is None else _positive(prior_precision, "prior_precision")
-        sigma = self.noise_std if noise_std is None else _positive(noise_std, "noise_std")
-        return delta, sigma
 
     def _precision_parts(self, delta, sigma):
         """The structure's curvature scaled to σ: full (p, p), diagonal (p,), low-rank (λ, U)."""
@@ -298,8 +582,38 @@ class Laplace:
             "this theta and prior precision; use curvature='ggn' or a larger prior_precision"
         )
 
+    def _low_rank_whitened(self, delta, sigma):
+        """``(d, W, γ)`` with P = D^{1/2} (I + W diag(γ) Wᵀ) D^{1/2}, D = diag(d), W orthonormal ``(p, k)``.
+
+        For a per-block prior the low-rank curvature U Λ Uᵀ is whitened by D^{-1/2}
+        (a thin QR of D^{-1/2} U and the eigenpairs of the small R Λ Rᵀ), so that
+        P⁻¹, its square root and log det P stay O(p k²).
+        """
+        lam, U = self._precision_parts(delta, sigma)
+        d = self._per_param(delta)
+        Q, R = np.linalg.qr(U / np.sqrt(d)[:, None])
+        gamma, V = np.linalg.eigh((R * lam) @ R.T)
+        if np.any(1.0 + gamma <= 0):
+            raise self._not_positive()
+        return d, Q @ V, gamma
+
     def _log_det(self, delta, sigma):
         p = self.num_params
+        if np.ndim(delta) != 0:
+            d = self._per_param(delta)
+            if self.structure == "full":
+                try:
+                    L = np.linalg.cholesky(self._precision_parts(delta, sigma) + np.diag(d))
+                except np.linalg.LinAlgError:
+                    raise self._not_positive() from None
+                return float(2.0 * np.sum(np.log(np.diagonal(L))))
+            if self.structure == "diagonal":
+                dd = self._precision_parts(delta, sigma) + d
+                if np.any(dd <= 0):
+                    raise self._not_positive()
+                return float(np.sum(np.log(dd)))
+            d, _, gamma = self._low_rank_whitened(delta, sigma)
+            return float(np.sum(np.log(d)) + np.sum(np.log1p(gamma)))
         if self.structure == "full":
             if self._eigenvalues is None:  # once: then log det P = Σ log(s μ_i + δ) for every σ and δ
                 self._eigenvalues = np.linalg.eigvalsh(self._curvature())
@@ -326,16 +640,18 @@ class Laplace:
                 f"structure={self.structure!r} (use posterior_variance() or sample())"
             )
 
-    def posterior_precision(self) -> np.ndarray:
-        """P = C + δ I, ``(p, p)``; ``structure="full"`` only."""
-        self._full_only("posterior_precision")
-        return self._precision_parts(self.prior_precision, self.noise_std) + self.prior_precision * np.eye(
-            self.num_params
-        )
+    def _precision_matrix(self, delta):
+        return self._precision_parts(delta, self.noise_std) + np.diag(np.broadcast_to(self._per_param(delta),
+                                                                                       (self.num_params,)))
 
-    def _cholesky(self):
+    def posterior_precision(self) -> np.ndarray:
+        """P = C + δ I (or C + diag(δ per block)), ``(p, p)``; ``structure="full"`` only."""
+        self._full_only("posterior_precision")
+        return self._precision_matrix(self.prior_precision)
+
+    def _cholesky(self, delta=None):
         try:
-            return np.linalg.cholesky(self.posterior_precision())
+            return np.linalg.cholesky(self._precision_matrix(self.prior_precision if delta is None else delta))
         except np.linalg.LinAlgError:
             raise self._not_positive() from None
 
@@ -346,24 +662,31 @@ class Laplace:
         Linv = np.linalg.solve(L, np.eye(self.num_params))
         return Linv.T @ Linv
 
-    def posterior_variance(self) -> np.ndarray:
-        """diag(P⁻¹), ``(p,)``, for every structure.
-
-        Low-rank: 1/δ − Σ_k U_ik² λ_k / (δ (λ_k + δ)).
-        """
-        delta = self.prior_precision
+    def _variance(self, delta):
+        """diag(P⁻¹) ``(p,)`` at the prior precision ``delta``."""
         if self.structure == "full":
-            return np.diagonal(self.posterior_covariance()).copy()
-        parts = self._precision_parts(delta, self.noise_std)
+            Linv = np.linalg.solve(self._cholesky(delta), np.eye(self.num_params))
+            return np.sum(Linv**2, axis=0)
         if self.structure == "diagonal":
-            d = parts + delta
+            d = self._precision_parts(delta, self.noise_std) + self._per_param(delta)
             if np.any(d <= 0):
                 raise self._not_positive()
             return 1.0 / d
-        lam, U = parts
+        if np.ndim(delta) != 0:
+            d, W, gamma = self._low_rank_whitened(delta, self.noise_std)
+            return (1.0 - (W**2) @ (gamma / (1.0 + gamma))) / d
+        lam, U = self._precision_parts(delta, self.noise_std)
         if np.any(lam + delta <= 0):
             raise self._not_positive()
         return 1.0 / delta - (U**2) @ (lam / (delta * (lam + delta)))
+
+    def posterior_variance(self) -> np.ndarray:
+        """diag(P⁻¹), ``(p,)``, for every structure.
+
+        Low-rank: 1/δ − Σ_k U_ik² λ_k / (δ (λ_k + δ)); with a per-block prior the same
+        Woodbury identity after whitening by the prior.
+        """
+        return self._variance(self.prior_precision)
 
     def _covariance_factor_apply(self, Z):
         """S Z with S Sᵀ = P⁻¹, Z ``(p, n)``."""
@@ -375,6 +698,10 @@ class Laplace:
             return solve_triangular(L.T, Z, lower=False)  # L⁻ᵀ Z: covariance L⁻ᵀ L⁻¹ = P⁻¹
         if self.structure == "diagonal":
             return np.sqrt(self.posterior_variance())[:, None] * Z
+        if np.ndim(delta) != 0:
+            d, W, gamma = self._low_rank_whitened(delta, self.noise_std)
+            WZ = W.T @ Z
+            return (Z + W @ ((1.0 / np.sqrt(1.0 + gamma) - 1.0)[:, None] * WZ)) / np.sqrt(d)[:, None]
         lam, U = self._precision_parts(delta, self.noise_std)
         if np.any(lam + delta <= 0):
             raise self._not_positive()
@@ -382,7 +709,10 @@ class Laplace:
         return (Z - U @ UZ) / np.sqrt(delta) + U @ (UZ / np.sqrt(lam + delta)[:, None])
 
     def sample(self, n: int, seed=0) -> np.ndarray:
-        """``n`` draws from N(θ*, P⁻¹), ``(n, p)``.
+        """``n`` draws of θ from the posterior, ``(n, p_θ)`` (whole θ vectors).
+
+        With a ``subset``, the subset's entries are drawn from N(θ*_S, P⁻¹) and the other
+        entries stay at θ* (so each row is a parameter vector of the loss).
 
         Args:
             n: number of samples (≥ 1).
@@ -391,33 +721,50 @@ class Laplace:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n must be an integer >= 1, got {n!r}")
         Z = np.random.default_rng(seed).standard_normal((self.num_params, int(n)))
-        return self.theta_map[None, :] + self._covariance_factor_apply(Z).T
+        out = np.repeat(self.theta_map[None, :], int(n), axis=0)
+        out[:, self.subset_index] += self._covariance_factor_apply(Z).T
+        return out
 
     # ---- evidence --------------------------------------------------------------------------
     def log_likelihood(self, noise_std=None) -> float:
-        """log p(D | θ*) = −Σ r²/(2σ²) − (N/2) log(2πσ²).
+        """log p(D | θ*).
+
+        Gaussian: −Σ r²/(2σ²) − (N/2) log(2πσ²); categorical: Σ_n log softmax(logits_n)[y_n].
 
         Args:
-            noise_std: σ (default: the current one).
+            noise_std: σ (default: the current one); must be None for a categorical likelihood.
         """
         _, sigma = self._params(None, noise_std)
+        if self.likelihood == "categorical":
+            return self._log_lik
         N = self.num_observations
         return -self._sum_sq / (2.0 * sigma**2) - 0.5 * N * (_LOG_2PI + 2.0 * np.log(sigma))
+
+    def _log_prior(self, delta):
+        theta, p = self.theta_map[self.subset_index], self.num_params
+        if np.ndim(delta) == 0:
+            return -0.5 * delta * float(theta @ theta) + 0.5 * p * (np.log(delta) - _LOG_2PI)
+        d = self._per_param(delta)
+        return float(-0.5 * np.sum(d * theta**2) + 0.5 * np.sum(np.log(d)) - 0.5 * p * _LOG_2PI)
 
     def log_marginal_likelihood(self, prior_precision=None, noise_std=None) -> float:
         """The Laplace evidence log p(D|θ*) + log p(θ*) + (p/2) log 2π − ½ log det P.
 
-        log p(θ*) = −δ‖θ*‖²/2 + (p/2) log(δ/2π) (isotropic Gaussian prior). Exact for
-        a model linear in θ with θ* the MAP (MacKay 1992; Daxberger et al. 2021, Eq. 4).
+        log p(θ*) = −Σ δ_i θ*_i²/2 + ½ Σ log(δ_i/2π) (δ_i = δ, or its block's value).
+        Exact for a Gaussian likelihood of a model linear in θ with θ* the MAP
+        (MacKay 1992; Daxberger et al. 2021, Eq. 4); with a subset, the evidence of the
+        subset's posterior, the other parameters fixed.
 
         Args:
-            prior_precision: δ to evaluate at (default: the current one); not stored.
-            noise_std: σ to evaluate at (default: the current one); not stored.
+            prior_precision: δ to evaluate at (default: the current one; with blocks
+                ``(len(blocks),)``, or a scalar for every block); not stored.
+            noise_std: σ to evaluate at (default: the current one); not stored. None for
+                a categorical likelihood.
         """
         delta, sigma = self._params(prior_precision, noise_std)
         p = self.num_params
-        log_prior = -0.5 * delta * float(self.theta_map @ self.theta_map) + 0.5 * p * (np.log(delta) - _LOG_2PI)
-        return self.log_likelihood(sigma) + log_prior + 0.5 * p * _LOG_2PI - 0.5 * self._log_det(delta, sigma)
+        return (self.log_likelihood(sigma) + self._log_prior(delta) + 0.5 * p * _LOG_2PI
+                - 0.5 * self._log_det(delta, sigma))
 
     def _maximise(self, fn, lower, upper, name):
         from scipy.optimize import minimize_scalar
@@ -429,27 +776,74 @@ class Laplace:
                               options={"xatol": 1e-10})
         return float(np.exp(res.x))
 
-    def optimize_prior_precision(self, lower=1e-6, upper=1e6) -> float:
-        """Maximise the evidence over δ at fixed θ* and σ; store and return it.
+    def evidence_gradient(self, prior_precision=None) -> np.ndarray:
+        """∂ log evidence / ∂δ_b per block ``(len(blocks),)`` (one entry without blocks).
 
-        A bounded scalar search (:func:`scipy.optimize.minimize_scalar`) over log δ.
+        −½ Σ_{i∈b} θ*_i² + p_b/(2δ_b) − ½ Σ_{i∈b} (P⁻¹)_ii: the derivative of
+        −½ log det P is −½ tr(P⁻¹ ∂P/∂δ_b), the posterior variances of block b.
+
+        Args:
+            prior_precision: δ (default: the current one).
+        """
+        delta, _ = self._params(prior_precision, None if self.likelihood == "categorical" else self.noise_std)
+        sizes = self.blocks or (self.num_params,)
+        theta = self.theta_map[self.subset_index]
+        var = self._variance(delta)
+        ends = np.cumsum(sizes)[:-1]
+        sq = np.array([np.sum(b) for b in np.split(theta**2, ends)])
+        vs = np.array([np.sum(b) for b in np.split(var, ends)])
+        return -0.5 * sq + 0.5 * np.asarray(sizes) / np.atleast_1d(delta) - 0.5 * vs
+
+    def optimize_prior_precision(self, lower=1e-6, upper=1e6):
+        """Maximise the evidence over δ at fixed θ* (and σ); store and return it.
+
+        A scalar δ: a bounded scalar search (:func:`scipy.optimize.minimize_scalar`)
+        over log δ. Per-block δ (``blocks``): L-BFGS-B over log δ with the exact gradient
+        :meth:`evidence_gradient`.
 
         Args:
             lower: smallest δ searched (default 1e-6).
             upper: largest δ searched (default 1e6).
+
+        Returns:
+            δ, a float or ``(len(blocks),)``.
         """
         self._curvature()
-        self.prior_precision = self._maximise(lambda d: self.log_marginal_likelihood(prior_precision=d),
-                                              lower, upper, "prior_precision")
-        return self.prior_precision
+        if self.blocks is None:
+            self.prior_precision = self._maximise(lambda d: self.log_marginal_likelihood(prior_precision=d),
+                                                  lower, upper, "prior_precision")
+            return self.prior_precision
+        from scipy.optimize import minimize
+
+        lo, hi = _positive(lower, "prior_precision lower bound"), _positive(upper, "prior_precision upper bound")
+        if lo >= hi:
+            raise ValueError(f"the prior_precision bracket must have lower < upper, got ({lower}, {upper})")
+
+        def negative(x):
+            delta = np.exp(x)
+            return -self.log_marginal_likelihood(prior_precision=delta), -delta * self.evidence_gradient(delta)
+
+        x0 = np.clip(np.log(self.prior_precision), np.log(lo), np.log(hi))
+        res = minimize(negative, x0, jac=True, method="L-BFGS-B", bounds=[(np.log(lo), np.log(hi))] * len(x0),
+                       options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 1000})
+        self.prior_precision = np.exp(res.x)
+        return self.prior_precision.copy()
+
+    def _gaussian_only(self, what):
+        if self.likelihood != "gaussian":
+            raise ValueError(
+                f"{what} applies to a Gaussian likelihood; this loss is categorical (softmax cross-entropy), "
+                "which has no observation noise: use optimize_prior_precision()"
+            )
 
     def optimize_noise_std(self, lower=1e-6, upper=1e6) -> float:
-        """Maximise the evidence over σ at fixed θ* and δ; store and return it.
+        """Maximise the evidence over σ at fixed θ* and δ; store and return it. Gaussian only.
 
         Args:
             lower: smallest σ searched (default 1e-6).
             upper: largest σ searched (default 1e6).
         """
+        self._gaussian_only("optimize_noise_std")
         self._curvature()
         self.noise_std = self._maximise(lambda s: self.log_marginal_likelihood(noise_std=s),
                                         lower, upper, "noise_std")
@@ -459,7 +853,8 @@ class Laplace:
         """Maximise the evidence jointly over δ and σ at fixed θ*; store and return ``(δ, σ)``.
 
         Nelder–Mead (:func:`scipy.optimize.minimize`) over (log δ, log σ) within the
-        bounds, started at the current values (moved into the bounds).
+        bounds, started at the current values (moved into the bounds). Gaussian
+        likelihood with a scalar prior only.
 
         Args:
             prior_bounds: ``(lower, upper)`` of δ (default (1e-6, 1e6)).
@@ -467,6 +862,12 @@ class Laplace:
         """
         from scipy.optimize import minimize
 
+        self._gaussian_only("optimize (joint δ and σ)")
+        if self.blocks is not None:
+            raise NotImplementedError(
+                "joint (δ, σ) optimisation covers a scalar prior only: with blocks, alternate "
+                "optimize_prior_precision() and optimize_noise_std()"
+            )
         bounds = []
         for (lo, hi), name in ((prior_bounds, "prior_precision"), (noise_bounds, "noise_std")):
             lo, hi = _positive(lo, f"{name} lower bound"), _positive(hi, f"{name} upper bound")
@@ -514,54 +915,175 @@ class Laplace:
                          to_device(grid.obs_index), loss._y0_aug, to_device(np.ascontiguousarray(V[:nvf].T)))
         return np.asarray(out)
 
-    def _weighted_square_sum(self, columns, weights, loss):
-        """Σ_j w_j (J c_j)² over the columns c_j of ``columns`` ``(p, m)``, in blocks."""
-        acc = None
-        for start in range(0, columns.shape[1], _BLOCK):
-            JV = self._jacobian_products(columns[:, start : start + _BLOCK], loss)
-            term = np.tensordot(weights[start : start + _BLOCK], JV**2, axes=(0, 0))
-            acc = term if acc is None else acc + term
-        return acc
+    def _embed(self, V):
+        """Directions over the subset ``(p, m)`` as directions over all of θ."""
+        if self.subset == "all":
+            return V
+        full = np.zeros((len(self.theta_map), V.shape[1]))
+        full[self.subset_index] = V
+        return full
 
-    def _glm_variance(self, loss):
+    def _covariance_terms(self):
+        """Σ = Σ_terms C diag(w) Cᵀ as ``[(C (p, m) or None for the unit vectors, w (m,))]``."""
         p, delta = self.num_params, self.prior_precision
         if self.structure == "full":
-            L = self._cholesky()
             from scipy.linalg import solve_triangular
 
-            S = solve_triangular(L.T, np.eye(p), lower=False)  # S Sᵀ = P⁻¹
-            return self._weighted_square_sum(S, np.ones(p), loss)
+            return [(solve_triangular(self._cholesky().T, np.eye(p), lower=False), np.ones(p))]  # S Sᵀ = P⁻¹
         if self.structure == "diagonal":
-            return self._weighted_square_sum(np.eye(p), self.posterior_variance(), loss)
+            return [(None, self.posterior_variance())]
+        if np.ndim(delta) != 0:
+            # Σ = D^{-1/2} (I − W diag(γ/(1+γ)) Wᵀ) D^{-1/2}
+            d, W, gamma = self._low_rank_whitened(delta, self.noise_std)
+            return [(None, 1.0 / d), (W / np.sqrt(d)[:, None], -gamma / (1.0 + gamma))]
         lam, U = self._precision_parts(delta, self.noise_std)
         if np.any(lam + delta <= 0):
             raise self._not_positive()
         # Σ = I/δ − U diag(λ/(δ(λ+δ))) Uᵀ
-        iso = self._weighted_square_sum(np.eye(p), np.full(p, 1.0 / delta), loss)
-        return iso - self._weighted_square_sum(U, lam / (delta * (lam + delta)), loss)
+        return [(None, np.full(p, 1.0 / delta)), (U, -lam / (delta * (lam + delta)))]
 
-    def predictive(self, ts=None, method: str = "glm", n: int = 100, seed=0) -> Predictive:
-        """The predictive distribution of the model states at the loss's times or at ``ts``.
+    def _weighted_square_sum(self, jvp):
+        """diag(J Σ Jᵀ) = Σ_terms Σ_j w_j (J c_j)², ``jvp`` mapping directions ``(p, m)`` to ``(m, ...)``.
+
+        Unit-vector columns are generated block by block, so neither a (p, p) identity
+        nor a dense Jacobian is ever held.
+        """
+        acc = 0.0
+        p = self.num_params
+        for columns, weights in self._covariance_terms():
+            m = p if columns is None else columns.shape[1]
+            for start in range(0, m, _BLOCK):
+                stop = min(start + _BLOCK, m)
+                if columns is None:
+                    block = np.zeros((p, stop - start))
+                    block[np.arange(start, stop), np.arange(stop - start)] = 1.0
+                else:
+                    block = columns[:, start:stop]
+                JV = np.asarray(jvp(block))
+                acc = acc + np.tensordot(weights[start:stop], JV**2, axes=(0, 0))
+        return acc
+
+    def _glm_variance(self, loss):
+        return self._weighted_square_sum(lambda V: self._jacobian_products(self._embed(V), loss))
+
+    def _classifier_loss(self, x):
+        """The loss on new inputs ``x`` (dummy labels: the readout must not read them); the loss for None."""
+        if x is None:
+            return self.loss
+        from pyodejl.derivatives.equilibrium import EquilibriumLoss
+        from pyodejl.derivatives.ode_loss import ObservationLoss
+
+        loss = self.loss
+        x = np.asarray(x, dtype=np.float64)
+        labels = np.zeros(x.shape[:1], dtype=self._reading.labels.dtype)
+        if isinstance(loss, EquilibriumLoss):
+            if x.ndim != 2 or x.shape[1:] != loss.inputs.shape[1:]:
+                raise ValueError(f"x must be inputs of shape (B', {loss.inputs.shape[1]}); got {x.shape}")
+            return EquilibriumLoss(loss.deq, x, loss.cost, loss.num_params - loss.deq.num_params, data=labels,
+                                   derivative=loss.derivative)
+        D = loss.y0.shape[-1]
+        if x.ndim != 2 or x.shape[1] != D:
+            raise ValueError(f"x must be initial states of shape (B', D) = (B', {D}); got {x.shape}")
+        return ObservationLoss(loss.model, loss.ts, x, loss.problem.cost, data=labels,
+                               num_extra_params=loss.num_params - loss.model.num_params)
+
+    @staticmethod
+    def _logits(loss, theta):
+        from pyodejl.derivatives.gauss_newton import _split
+
+        outputs, _, args, _ = _split(loss, theta)
+        return np.asarray(_outputs(outputs, to_device(theta), tuple(args)), dtype=np.float64)
+
+    def _logit_parts(self, x):
+        """``(outputs, out_args, θ_point, embed)``: logits = outputs(θ_point, *out_args) and their JVPs."""
+        from pyodejl.derivatives.gauss_newton import _FnOutputs, _split
+
+        loss = self._classifier_loss(x)
+        if self._readout is not None:
+            labels = np.zeros(loss.inputs.shape[0] if hasattr(loss, "deq") else loss.batch_size,
+                              dtype=self._reading.labels.dtype)
+            fn, args = _readout_objective(loss, self.theta_map, labels, self._reading.readout_start).value_function()
+            return _FnOutputs(fn), tuple(args), self.theta_map[self.subset_index], False
+        outputs, _, args, _ = _split(loss, self.theta_map)
+        return outputs, tuple(args), self.theta_map, self.subset != "all"
+
+    def _logit_moments(self, x):
+        """GLM logits: mean ``(B, C)`` at θ* and variance diag(J Σ Jᵀ) ``(B, C)`` by forward-mode JVPs."""
+        outputs, args, theta, embed = self._logit_parts(x)
+        th = to_device(theta)
+        mean = np.asarray(_outputs(outputs, th, args), dtype=np.float64)
+
+        def jvp(V):
+            V = self._embed(V) if embed else V
+            return _output_jvps(outputs, th, to_device(np.ascontiguousarray(V.T)), args)
+
+        return mean, self._weighted_square_sum(jvp)
+
+    def _sampled_probabilities(self, x, n, seed):
+        thetas = self.sample(n, seed)
+        if self._readout is not None:  # the features do not move: one solve, n cheap readouts
+            outputs, args, _, _ = self._logit_parts(x)
+            logits = [np.asarray(_outputs(outputs, to_device(th[self.subset_index]), args)) for th in thetas]
+        else:
+            loss = self._classifier_loss(x)
+            logits = [self._logits(loss, th) for th in thetas]
+        return np.mean([_softmax(z) for z in logits], axis=0)
+
+    def predictive(self, ts=None, method: str | None = None, n: int = 100, seed=0, *, x=None):
+        """The predictive distribution: model states (Gaussian) or class probabilities (categorical).
+
+        **Gaussian** (ODE states at the loss's times or at ``ts``):
+
+        * ``method="glm"`` (default; Immer et al. 2021): the model linearised at θ*,
+          var = diag(J Σ Jᵀ) with J = ∂y/∂θ on θ*'s step grid, from forward-mode
+          products — never a dense (T·D, p) Jacobian: Σ = S Sᵀ is applied as
+          Σ_j w_j (J s_j)² over p columns (S = L⁻ᵀ for ``"full"``, the unit vectors for
+          ``"diagonal"``, unit vectors and U for ``"low-rank"``), p to p + rank JVPs in
+          blocks of 256;
+        * ``method="samples"``: solve at ``n`` posterior samples; mean and variance,
+          normalised by n, of the solutions.
+
+        **Categorical** (class probabilities of the training inputs or of ``x``):
+
+        * ``method="probit"`` (default; MacKay 1992): the GLM logit mean μ and variance
+          σ² (as ``"glm"``), then softmax(κ ⊙ μ) with κ_c = 1/√(1 + π σ_c²/8) per class;
+          the softmax renormalises;
+        * ``method="samples"``: the mean of softmax(logits(θ_s)) over ``n`` posterior
+          samples θ_s (each solved anew; last-layer: the features solved once);
+        * ``method="glm"``: the GLM logits' :class:`Predictive` (mean and variance ``(B, C)``).
 
         Args:
-            ts: None (default: the loss's times) or ``(T',)`` strictly increasing times
-                from the loss's initial time ``ts[0]`` on (the solve starts there).
-            method: ``"glm"`` (default; Immer et al. 2021: the model linearised at θ*,
-                var = diag(J Σ Jᵀ) with J = ∂y/∂θ on θ*'s step grid, from
-                forward-mode products — never a dense (T·D, p) Jacobian: Σ = S Sᵀ is
-                applied as Σ_j w_j (J s_j)² over p columns (S = L⁻ᵀ for ``"full"``, the
-                unit vectors for ``"diagonal"``, unit vectors and U for ``"low-rank"``),
-                p to p + rank JVPs in blocks of 256) or
-                ``"samples"`` (solve at ``n`` posterior samples; mean and variance,
-                normalised by n, of the solutions).
+            ts: Gaussian only: None (default: the loss's times) or ``(T',)`` strictly
+                increasing times from the loss's initial time ``ts[0]`` on.
+            method: see above; default ``"glm"`` (Gaussian) or ``"probit"`` (categorical).
             n: number of samples for ``"samples"`` (default 100).
             seed: seed of the samples (default 0).
+            x: categorical only: new inputs, initial states ``(B', D)`` of an ODE
+                classifier or DEQ inputs ``(B', n)`` (default: the training inputs).
 
         Returns:
-            A :class:`Predictive` with ``mean`` and ``var`` of shape ``(T, D)`` for a
-            single initial state, else ``(B, T, D)``. Epistemic only: add σ² for the
-            observation noise.
+            Gaussian: a :class:`Predictive` with ``mean`` and ``var`` of shape ``(T, D)``
+            for a single initial state, else ``(B, T, D)``; epistemic only (add σ² for
+            the observation noise). Categorical: class probabilities ``(B, C)``
+            (``"probit"``, ``"samples"``) or a :class:`Predictive` of logits (``"glm"``).
         """
+        if self.likelihood == "categorical":
+            if ts is not None:
+                raise ValueError("a classifier predicts at its final state: ts must be None (pass new inputs as x=)")
+            method = "probit" if method is None else method
+            if method not in ("probit", "samples", "glm"):
+                raise ValueError(f"unknown predictive method {method!r} for a classifier; expected 'probit', "
+                                 "'samples' or 'glm'")
+            if method == "samples":
+                return self._sampled_probabilities(x, n, seed)
+            mean, var = self._logit_moments(x)
+            if method == "glm":
+                return Predictive(mean, var)
+            kappa = 1.0 / np.sqrt(1.0 + np.pi / 8.0 * var)
+            return _softmax(kappa * mean)
+        if x is not None:
+            raise ValueError("x (new inputs) applies to classifiers; a Gaussian loss's predictive takes ts")
+        method = "glm" if method is None else method
         if method not in ("glm", "samples"):
             raise ValueError(f"unknown predictive method {method!r}; expected 'glm' or 'samples'")
         loss, drop = self._prediction_loss(ts)

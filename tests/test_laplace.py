@@ -239,6 +239,8 @@ def test_empirical_fisher_of_the_summed_nll():
     ({"structure": "low-rank", "rank": 5}, "1 <= rank <= p = 4"),
     ({"structure": "low-rank", "rank": 1.5}, "needs an integer rank"),
     ({"rank": 2}, "rank applies to structure='low-rank' only"),
+    ({"subset": "last-layer"}, "subset='last-layer' needs a categorical loss"),
+    ({"blocks": (1, 2)}, "blocks must sum to p = 4"),
 ])
 def test_bad_arguments(problem, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -250,7 +252,7 @@ def test_bad_evidence_arguments(full):
         full.log_marginal_likelihood(prior_precision=-1.0)
     with pytest.raises(ValueError, match="noise_std must be a finite number > 0"):
         full.log_marginal_likelihood(noise_std=0.0)
-    with pytest.raises(NotImplementedError, match="per-layer prior precisions are not supported"):
+    with pytest.raises(ValueError, match="must be a scalar without blocks"):
         full.log_marginal_likelihood(prior_precision=np.ones(P))
     with pytest.raises(ValueError, match="unknown predictive method"):
         full.predictive(method="mc")
@@ -348,3 +350,16 @@ def test_nonlinear_batch_ggn_and_glm_against_finite_differences():
     diag = pj.Laplace(loss, theta, noise_std=SIGMA, prior_precision=DELTA, structure="diagonal")
     d = 1 / (np.sum(J**2, axis=0) / SIGMA**2 + DELTA)
     np.testing.assert_allclose(diag.predictive().var, ((J**2) @ d).reshape(2, 5, 2), rtol=1e-5, atol=1e-12)
+
+
+def test_index_subset_is_the_conditional_posterior(problem, full):
+    """θ_S | θ_rest = θ*_rest is Gaussian with precision P_SS (the linear model's exact conditional)."""
+    loss, _, _, Phi, mean, Sigma = problem
+    S = np.array([0, 2])
+    sub = pj.Laplace(loss, mean, noise_std=SIGMA, prior_precision=DELTA, subset=S)
+    P_SS = np.linalg.inv(Sigma)[np.ix_(S, S)]
+    np.testing.assert_allclose(sub.posterior_precision(), P_SS, rtol=RTOL)
+    var = np.einsum("ik,kl,il->i", Phi[:, S], np.linalg.inv(P_SS), Phi[:, S]).reshape(len(TS), 2)
+    np.testing.assert_allclose(sub.predictive().var, var, rtol=RTOL, atol=1e-12)
+    draws = sub.sample(4, seed=0)
+    np.testing.assert_array_equal(draws[:, [1, 3]], np.broadcast_to(mean[[1, 3]], (4, 2)))

@@ -35,7 +35,9 @@ For an :class:`pyodejl.EquilibriumLoss` (``cost(z*, θ_extra[, data])``), z = (z
 θ_extra): the equilibrium ``(B, d)``, whose Jacobian J = (I − ∂f/∂z)⁻¹ ∂f/∂θ is
 the implicit-function-theorem derivative the loss's Hessians use (its JVP and,
 transposed, its VJP are Krylov solves), with the readout parameters as an
-identity output, so the readout's curvature is all in ∇²ℓ. The Skip and Jacobian
+identity output, so the readout's curvature is all in ∇²ℓ. With ``cost =
+OutputCost(output, loss)``, called as ``output(z*, θ_extra, data)``, z = F (e.g. a
+readout's logits), as for ODE losses. The Skip and Jacobian
 penalties are regularisers and are left out. A loss built with an inexact
 derivative (JFB, phantom) is refused.
 
@@ -87,6 +89,7 @@ from pyodejl.solving.integrate import grid_states_jax
 
 __all__ = [
     "OutputCost",
+    "SoftmaxCrossEntropy",
     "OutputLoss",
     "ggn_operator",
     "ggn",
@@ -115,6 +118,22 @@ class OutputCost:
 
     def __call__(self, extra, Y, data):
         return self.loss(self.output(extra, Y, data), data)
+
+
+@dataclass(frozen=True)
+class SoftmaxCrossEntropy:
+    """Mean softmax cross-entropy of logits against integer labels: the ``loss`` of an :class:`OutputCost`.
+
+    ``SoftmaxCrossEntropy()(logits, labels) = −(1/B) Σ_n log softmax(logits_n)[labels_n]``
+    with ``logits`` ``(B, C)`` and ``labels`` ``(B,)`` integers in [0, C). Convex in the
+    logits, so the GGN of ``OutputCost(readout, SoftmaxCrossEntropy())`` is PSD: per
+    sample Jᵀ(diag p − p pᵀ)J / B with p = softmax(logits). :class:`pyodejl.Laplace`
+    reads a loss built from it as a categorical likelihood.
+    """
+
+    def __call__(self, logits, labels):
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        return -jnp.mean(jnp.take_along_axis(logp, jnp.asarray(labels)[:, None], axis=-1))
 
 
 @dataclass(frozen=True)
@@ -202,12 +221,15 @@ class _FnOutputLoss:
 
 @dataclass(frozen=True)
 class _DEQOutputs:
-    """z(θ) of an equilibrium loss: (z*, θ_extra), z* by the loss's (exact) derivative."""
+    """z(θ) of an equilibrium loss: (z*, θ_extra), z* by the loss's (exact) derivative;
+    or, for a cost ``OutputCost(output, loss)`` (called as ``output(z*, θ_extra, data)``), its F."""
 
     fn: Any  # the loss's EquilibriumLossFunction
 
-    def __call__(self, theta, inputs):
+    def __call__(self, theta, inputs, data=None):
         z, extra = self.fn.equilibrium_state(theta, inputs)[:2]
+        if isinstance(self.fn.cost, OutputCost):
+            return self.fn.cost.output(z, extra, data)
         return (z, extra)
 
 
@@ -216,6 +238,8 @@ class _DEQOutputLoss:
     fn: Any
 
     def __call__(self, z, data):
+        if isinstance(self.fn.cost, OutputCost):
+            return self.fn.cost.loss(z, data)
         return self.fn.data_term(z[0], z[1], data)
 
 
@@ -226,7 +250,7 @@ class _DEQDataTerm:
     fn: Any
 
     def __call__(self, theta, inputs, data=None):
-        return _DEQOutputLoss(self.fn)(_DEQOutputs(self.fn)(theta, inputs), data)
+        return _DEQOutputLoss(self.fn)(_DEQOutputs(self.fn)(theta, inputs, data), data)
 
 
 def _deq_function(objective):
@@ -273,7 +297,7 @@ def _split(objective, theta):
         return _ODEOutputs(term), _ODEOutputLoss(term.cost), (times, obs_index, y0, user_data), (user_data,)
     if _is_equilibrium(objective):
         fn = _deq_function(objective)
-        return _DEQOutputs(fn), _DEQOutputLoss(fn), (objective._inputs,), (objective._data,)
+        return _DEQOutputs(fn), _DEQOutputLoss(fn), (objective._inputs, objective._data), (objective._data,)
     if isinstance(objective, FunctionObjective):
         fn, args = objective.value_function()
         if not isinstance(fn, OutputLoss):

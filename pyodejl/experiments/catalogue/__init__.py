@@ -27,6 +27,7 @@ EXPERIMENT_MODULES = {
     "nsde-mnist": "nsde_mnist",
     "hessian-tracking": "hessian_tracking",
     "laplace-lv": "laplace_lv",
+    "laplace-mnist": "laplace_mnist",
     "latent-vowels": "latent_vowels",
 }
 
