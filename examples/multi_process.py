@@ -10,7 +10,9 @@ the top Hessian eigenvalue by Lanczos on ``hessian_operator``, for
 
 * a :class:`pyodejl.TrajectoryLoss` (batch of 8 trajectories),
 * a :class:`pyodejl.MinibatchObjective` of two such losses (``devices=`` on the mean),
-* a :class:`pyodejl.EquilibriumLoss` of a small DEQ (value, gradient, products).
+* a :class:`pyodejl.EquilibriumLoss` of a small DEQ (value, gradient, products),
+* a :class:`pyodejl.TrajectoryLoss` of a :class:`pyodejl.NeuralSDE` (8 trajectories,
+  each on its own Brownian path; value, gradient, products).
 
 A separate single-process run (one device) computes the reference. Every process
 prints its numbers; the launcher prints the largest relative difference from the
@@ -61,9 +63,18 @@ def problem(devices):
     theta_eq = deq.init(2)
     V = rng.normal(size=(model.num_params, 3))
     V_eq = rng.normal(size=(deq.num_params, 2))
+    diffusion = pj.VectorField(_sde_diffusion, 2, init=lambda seed: np.array([0.2, 0.05]))
+    sde = pj.NeuralSDE(pj.MLP([2, 3, 2], "tanh"), diffusion, dt0=0.05, rtol=1e-2, atol=1e-2, seed=3)
+    sde_loss = pj.TrajectoryLoss(sde, ts=ts, y0=y0, targets=targets, devices=devices)
+    theta_sde = sde.init(1)
+    V_sde = rng.normal(size=(sde.num_params, 2))
     del jnp
     return [("trajectory", traj, theta, V, True), ("minibatch", mini, theta, V, True),
-            ("equilibrium", eq, theta_eq, V_eq, False)]
+            ("equilibrium", eq, theta_eq, V_eq, False), ("sde", sde_loss, theta_sde, V_sde, False)]
+
+
+def _sde_diffusion(t, y, th):
+    return th[0] * y + th[1]
 
 
 def _deq_cost(z, extra):
@@ -72,7 +83,7 @@ def _deq_cost(z, extra):
     return jnp.mean(jnp.sin(z) + 0.5 * z**2)
 
 
-OBJECTIVES = ("trajectory", "minibatch", "equilibrium")
+OBJECTIVES = ("trajectory", "minibatch", "equilibrium", "sde")
 
 
 def compute(devices, names=OBJECTIVES):

@@ -27,7 +27,7 @@ def _launcher():
     return module
 
 
-def _check(names):
+def _check(names, bound=1e-10):
     mp = _launcher()
     ref, procs, worst = mp.launch(processes=2, devices_per_process=2, timeout=TIMEOUT, names=names)
     assert len(procs) == 2
@@ -39,13 +39,22 @@ def _check(names):
         quantities = set(ref["results"][name])
         assert expected <= quantities
         for q in quantities:
-            assert worst[f"{name}.{q}"] < 1e-10, (name, q, worst[f"{name}.{q}"])
+            assert worst[f"{name}.{q}"] < bound, (name, q, worst[f"{name}.{q}"])
     return ref, worst
 
 
 def test_two_processes_equal_one_process_trajectory_loss():
     ref, worst = _check(("trajectory",))
     assert {"hessian", "top_eigenvalue"} <= set(ref["results"]["trajectory"])
+
+
+def test_two_processes_equal_one_process_neural_sde_loss():
+    # Every trajectory keeps its own Brownian path wherever its device is. On one process with two
+    # devices the SDE loss equals the single-device one to round-off (4e-16); across processes the
+    # adaptive solve's error norm is reduced in another order, its step times move by an ulp, and
+    # a Brownian path read an ulp later moves by about its local slope at the tree's resolution
+    # (~1e3 ulp): observed 1e-11 in the value and 6e-10 in HVPs, hence 1e-8 rather than 1e-10
+    _check(("sde",), bound=1e-8)
 
 
 @pytest.mark.slow
