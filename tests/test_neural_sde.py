@@ -262,6 +262,31 @@ def test_initial_state_map_on_an_sde_is_differentiated_through(model):
     assert np.abs(g[-2:]).min() > 0  # the map's parameters get a gradient
 
 
+def test_new_paths_with_an_initial_state_map_compile_nothing_new(model):
+    # a training loop draws new paths every step; the encoder's start does not depend on them, so
+    # after the first seed nothing recompiles (it once compiled the start for every seed)
+    from pyodejl.experiments.trainer import backend_compilations
+
+    data = (Y0, TARGETS)
+    theta = np.concatenate([model.init(0), [1.0, 1.0]])
+
+    def loss_of(seed):
+        return pj.ObservationLoss(model.with_seed(seed), TS, None, _mse_of_data, data=data, num_extra_params=2,
+                                  initial=_ScaledStart())
+
+    # two seeds whose frozen grids have the same padded length (a new length is a new program)
+    by_length = {}
+    for seed in range(11, 40):  # the model's own solve: at unit scales the map's start is Y0
+        padded = len(model.with_seed(seed).solve(theta[:-2], TS, Y0).grid.times)
+        by_length.setdefault(padded, []).append(seed)
+    a, b = next(seeds for seeds in by_length.values() if len(seeds) >= 2)[:2]
+    g_a = loss_of(a).grad(theta)
+    before = backend_compilations()
+    g_b = loss_of(b).grad(theta)
+    assert backend_compilations() == before
+    assert not np.allclose(g_a, g_b)  # other paths, other gradients
+
+
 def test_gauss_newton_and_fisher_on_a_fixed_path(model):
     # GGN = (2/N) JᵀJ of the frozen-grid states (J by forward-mode AD of the replay, independent of
     # the GGN operator's JVP/VJP products); the per-trajectory gradients, each trajectory on its own

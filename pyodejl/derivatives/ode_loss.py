@@ -432,7 +432,8 @@ class ObservationLoss(Objective):
         """The solved initial state at θ, ``(B, D_solved)`` (appended entries included)."""
         if self.problem.initial is None:
             return self._y0_aug
-        return _evaluate(_Start(self.problem), to_device(np.asarray(theta, dtype=np.float64)),
+        # the start does not depend on an SDE's paths: one compiled start serves every with_seed(k)
+        return _evaluate(_Start(self._replay_problem()), to_device(np.asarray(theta, dtype=np.float64)),
                          (self._y0_aug, self.data[0]))
 
     def linearisation(self, theta):
