@@ -37,7 +37,7 @@ def plot_predictive_bands(folder, path=None, seed: int = 0):
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharex=True)
     grid = np.linspace(0.0, lv.T_END, 400)
     truth = lv.lotka_volterra(grid)
-    drawn = 0
+    drawn, spans = 0, [[], []]
     for row in lv.EXPERIMENT.variants:
         result = RunFolder(folder / row / f"seed_{seed}").result() if (folder / row / f"seed_{seed}").is_dir() else None
         final = (result or {}).get("final", {})
@@ -46,6 +46,8 @@ def plot_predictive_bands(folder, path=None, seed: int = 0):
         drawn += 1
         t, mean, std = (np.asarray(final[k]) for k in ("band_t", "band_mean", "band_std"))
         for i, ax in enumerate(axes):
+            if row != "laplace-samples":  # its weight-space samples blow up: it would set the scale alone
+                spans[i] += [np.min(mean[:, i] - lv.Z90 * std[:, i]), np.max(mean[:, i] + lv.Z90 * std[:, i])]
             ax.plot(t, mean[:, i], color=_COLORS.get(row, "C4"), lw=1.2, label=row)
             ax.fill_between(t, mean[:, i] - lv.Z90 * std[:, i], mean[:, i] + lv.Z90 * std[:, i],
                             color=_COLORS.get(row, "C4"), alpha=0.15)
@@ -57,10 +59,12 @@ def plot_predictive_bands(folder, path=None, seed: int = 0):
         for key, marker in (("interp", "x"), ("extrap", "+")):
             ax.plot(*(lambda t, v: (t, v[:, i]))(*sets[key]), marker, ms=5, color="C1", label=f"held out ({key})")
         ax.axvline(lv.T_TRAIN, color="0.7", lw=0.8)
+        low, high = min(spans[i] + [truth[:, i].min()]), max(spans[i] + [truth[:, i].max()])
+        ax.set_ylim(low - 0.1 * (high - low), high + 0.1 * (high - low))
         ax.set_xlabel("t")
         ax.set_title(name)
     axes[0].legend(fontsize=7, ncol=2)
-    fig.suptitle(f"Predictive 90 % bands (epistemic), seed {seed}")
+    fig.suptitle(f"Predictive 90 % bands (epistemic), seed {seed}; laplace-samples' band runs off the axes")
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
