@@ -48,6 +48,7 @@ def test_two_processes_equal_one_process_trajectory_loss():
     assert {"hessian", "top_eigenvalue"} <= set(ref["results"]["trajectory"])
 
 
+@pytest.mark.slow  # two more processes compiling the SDE solve: ~1 min; the trajectory case runs by default
 def test_two_processes_equal_one_process_neural_sde_loss():
     # Every trajectory keeps its own Brownian path wherever its device is. On one process with two
     # devices the SDE loss equals the single-device one to round-off (4e-16); across processes the
