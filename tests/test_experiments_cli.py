@@ -48,7 +48,7 @@ def _error(capsys, argv, status=2):
         (["--task", "spiral", "--model", "node", "--hessian-fraction", "0.01"], "fewer than 2"),
         (["--task", "spiral", "--model", "node", "--lr", "-1"], "expected a positive"),
         (["--task", "spiral", "--model", "node", "--width", "0"], "expected a positive integer"),
-        (["--task", "mnist", "--model", "node"], "invalid choice"),
+        (["--task", "imagenet", "--model", "node"], "invalid choice"),
         (["--task", "spiral", "--model", "resnet"], "invalid choice"),
         (["--task", "spiral", "--model", "node", "--solver", "rk4"], "invalid choice"),
         (["--task", "spiral", "--model", "node", "--bogus"], "unrecognized arguments"),
