@@ -193,11 +193,6 @@ def test_kinetic_and_jacobian_terms_against_quadrature_of_a_dense_solution():
     assert parts["jacobian_frobenius"] == pytest.approx(jf, rel=1e-8)
 
 
-# In the full default run this test's compile crashed XLA (a segfault in backend_compile_and_load)
-# twice on a worker that had run other modules first; alone, or after the Neural SDE tests, it
-# passes. Until the cause is found it runs with the slow tests; the other tests of this file check
-# the same agreement term by term.
-@pytest.mark.slow
 def test_objective_with_all_three_terms_agrees_across_every_method():
     terms = [R.WeightDecay(1e-2), R.KineticEnergy(0.1), R.JacobianFrobenius(0.1, seed=0)]
     model = pj.NeuralODE(pj.MLP([2, 5, 2], "tanh"), rtol=RTOL, atol=RTOL * 1e-2)

@@ -360,13 +360,10 @@ def test_cli_lists_experiments_and_errors_in_one_line(tmp_path):
 
 #: Quick runs over ~30 s of CPU (compiling an SDE solve, a 166k-parameter Laplace, NUTS): slow tests,
 #: so that the default run stays under 15 minutes on 2 cores.
-SLOW_QUICK_RUNS = {"sde-spiral", "nsde-mnist", "laplace-mnist", "laplace-lv"}
-
-
 def _experiments():
     from pyodejl.experiments.catalogue import experiment_names
 
-    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_QUICK_RUNS else n for n in experiment_names()]
+    return experiment_names()
 
 
 @pytest.mark.parametrize("name", _experiments())
