@@ -47,7 +47,8 @@ def plot_training_curves(folder, path=None, key: str = "loss"):
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(f"training {key} (regularised objective)")
     ax.set_title(name)
-    ax.legend(fontsize=7, ncol=2)
+    if ax.get_legend_handles_labels()[0]:  # an experiment that trains nothing has no curves
+        ax.legend(fontsize=7, ncol=2)
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,10 +56,28 @@ def plot_training_curves(folder, path=None, key: str = "loss"):
     return fig
 
 
+def _finals(folder: Path, seed: int = 0) -> dict:
+    """``{row: final measurement}`` of the finished runs of one seed, in row order."""
+    from pyodejl.experiments.catalogue import get_experiment
+    from pyodejl.experiments.folder import RunFolder
+
+    rows = get_experiment(RunFolder(folder).config["experiment"]).variants
+    finals = {}
+    for row in rows:
+        run = folder / row / f"seed_{seed}"
+        result = RunFolder(run).result() if run.is_dir() else None
+        if result and "final" in result:
+            finals[row] = result["final"]
+    if not finals:
+        raise FileNotFoundError(f"{folder} holds no finished run of seed {seed}")
+    return finals
+
+
 def plot_experiment(folder, out) -> list[Path]:
     """Every figure of an experiment folder into folder ``out``: the training curves, and
     the experiment's own figures where it has them (``stiffness``: seed 001's proxy
-    evolution, Hessian spectra, the Neural ODE pair; ``laplace-lv``: the predictive bands).
+    evolution, Hessian spectra, the Neural ODE pair; ``laplace-lv``: the predictive bands;
+    ``fd-step``: seed 000's Fig. 4; ``hessian-scaling``: its Fig. 6).
     Returns the paths written."""
     import matplotlib.pyplot as plt
 
@@ -73,6 +92,25 @@ def plot_experiment(folder, out) -> list[Path]:
         from pyodejl.plotting.stiffness import load_stiffness_experiment, plot_stiffness_experiment
 
         written += plot_stiffness_experiment(load_stiffness_experiment(folder), out)
+    if name == "fd-step":
+        from pyodejl.plotting.training import plot_fd_error
+
+        finals = _finals(folder)
+        path = out / "fd-step_error.png"
+        plt.close(plot_fd_error(next(iter(finals.values()))["h"], [f["fd_error"] for f in finals.values()],
+                                reference=[f["hessian_abs_sum"] for f in finals.values()], labels=list(finals),
+                                path=path, title="Seed 000 Fig. 4: FD Hessian error against h; dashed: Σ|H_AA|"))
+        written.append(path)
+    if name == "hessian-scaling":
+        from pyodejl.experiments.catalogue.hessian_scaling import LIMITS, _key
+        from pyodejl.plotting.training import plot_hessian_time
+
+        finals = _finals(folder)
+        path = out / "hessian-scaling_time.png"
+        times = {m: [f.get(_key(m), np.nan) for f in finals.values()] for m in LIMITS}
+        plt.close(plot_hessian_time([f["num_params"] for f in finals.values()], times, path=path,
+                                    title="Seed 000 Fig. 6: seconds per full Hessian (compilation excluded)"))
+        written.append(path)
     if name == "laplace-lv":
         from pyodejl.plotting.laplace import plot_predictive_bands
 

@@ -23,6 +23,8 @@ EXPERIMENT_MODULES = {
     "deq-mnist": "deq_mnist",
     "stiffness": "stiffness",
     "agreement": "agreement",
+    "fd-step": "fd_step",
+    "hessian-scaling": "hessian_scaling",
     "sde-spiral": "sde_spiral",
     "nsde-mnist": "nsde_mnist",
     "hessian-tracking": "hessian_tracking",
