@@ -77,7 +77,7 @@ def plot_experiment(folder, out) -> list[Path]:
     """Every figure of an experiment folder into folder ``out``: the training curves, and
     the experiment's own figures where it has them (``stiffness``: seed 001's proxy
     evolution, Hessian spectra, the Neural ODE pair; ``laplace-lv``: the predictive bands;
-    ``fd-step``: seed 000's Fig. 4; ``hessian-scaling``: its Fig. 6).
+    ``fd-step``: seed 000's Fig. 4; ``hessian-scaling``: its Fig. 6; ``ggn-vs-hessian``: the spectra).
     Returns the paths written."""
     import matplotlib.pyplot as plt
 
@@ -110,6 +110,12 @@ def plot_experiment(folder, out) -> list[Path]:
         times = {m: [f.get(_key(m), np.nan) for f in finals.values()] for m in LIMITS}
         plt.close(plot_hessian_time([f["num_params"] for f in finals.values()], times, path=path,
                                     title="Seed 000 Fig. 6: seconds per full Hessian (compilation excluded)"))
+        written.append(path)
+    if name == "ggn-vs-hessian":
+        from pyodejl.plotting.gauss_newton import plot_ggn_vs_hessian
+
+        path = out / "ggn-vs-hessian_spectra.png"
+        plt.close(plot_ggn_vs_hessian(_finals(folder), path))
         written.append(path)
     if name == "laplace-lv":
         from pyodejl.plotting.laplace import plot_predictive_bands

@@ -25,6 +25,7 @@ EXPERIMENT_MODULES = {
     "agreement": "agreement",
     "fd-step": "fd_step",
     "hessian-scaling": "hessian_scaling",
+    "ggn-vs-hessian": "ggn_vs_hessian",
     "sde-spiral": "sde_spiral",
     "nsde-mnist": "nsde_mnist",
     "hessian-tracking": "hessian_tracking",
