@@ -44,3 +44,18 @@ def test_hessian_timings_respect_the_size_limits():
     assert {"time_direct_direct", "time_elementwise", "elementwise_over_aa"} <= set(out)
     assert "time_fd" not in out and "fd_over_aa" not in out  # p = 3 is past fd's limit of 2
     assert out["time_direct_direct"] > 0
+
+
+def test_spectrum_statistics_on_diagonal_matrices():
+    from pyodejl.experiments.catalogue.ggn_vs_hessian import spectrum_statistics
+
+    H, G = np.diag([3.0, 1.0, -1.0]), np.diag([3.0, 1.0, 0.0])
+    out = spectrum_statistics(H, G, k=2)
+    assert out["rel_diff"] == pytest.approx(1 / np.sqrt(11))  # ‖diag(0, 0, −1)‖ / ‖diag(3, 1, −1)‖
+    assert out["neg_mass_H"] == pytest.approx(1 / 5) and out["neg_count_H"] == 1
+    assert out["top1_overlap"] == pytest.approx(1.0) and out["topk_overlap"] == pytest.approx(1.0)
+    assert out["lam_max_gap"] == 0.0 and out["lam_min_G"] == 0.0
+    # a rotated GGN: its top eigenvector is at 45° to H's, so u₁(H)·u₁(G) = cos 45°
+    c = np.sqrt(0.5)
+    R = np.array([[c, -c, 0], [c, c, 0], [0, 0, 1.0]])
+    assert spectrum_statistics(H, R @ G @ R.T)["top1_overlap"] == pytest.approx(c)

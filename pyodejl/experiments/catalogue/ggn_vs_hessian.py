@@ -127,6 +127,7 @@ EXPERIMENT = Experiment(
         Column("lam_min_H", "λmin H", digits=2),
         Column("lam_min_G_relative", "λmin G / λmax G", digits=1),
         Column("rel_diff", "‖H−G‖_F/‖H‖_F", digits=2),
+        Column("neg_count_H", "#λ<0 of H", digits=2),
         Column("neg_mass_H", "neg. mass of H", digits=2),
         Column("top1_overlap", "u₁(H)·u₁(G)", digits=4),
         Column("topk_overlap", "top-5 overlap", digits=3),
