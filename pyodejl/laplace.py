@@ -59,7 +59,8 @@ optimisation) costs no new derivatives.
 * ``"full"``: C dense ``(p, p)`` (refused above :data:`MAX_FULL_PARAMS`);
 * ``"diagonal"``: the exact diagonal of C (from ``p`` operator columns for
   p ≤ :data:`MAX_EXACT_DIAGONAL`; above that an XDiag estimate,
-  :func:`pyodejl.spectral.diagonal`, with :data:`DIAGONAL_MATVECS` products);
+  :func:`pyodejl.spectral.diagonal`, with :data:`DIAGONAL_MATVECS` products, whose
+  negative entries are set to 0 for the GGN, which is positive semi-definite);
 * ``"low-rank"``: C ≈ U diag(λ) Uᵀ from the top ``rank`` eigenpairs (Lanczos,
   :func:`pyodejl.spectral.eigenvalues`; a dense eigendecomposition when
   ``rank = p``), the prior alone on the complement.
@@ -550,6 +551,10 @@ class Laplace:
                 est = diagonal(self._unscaled_operator(), num_matvecs=DIAGONAL_MATVECS, method="xdiag",
                                seed=self.seed)
                 self._unscaled = np.asarray(est.estimate, dtype=np.float64)
+                if self.curvature == "ggn":
+                    # a GGN is positive semi-definite, so its diagonal is ≥ 0; the stochastic estimate
+                    # is not, and its negative entries would make P singular for a small prior
+                    self._unscaled = np.maximum(self._unscaled, 0.0)
         else:
             op = self._unscaled_operator()
             if self.rank == p:
@@ -577,9 +582,11 @@ class Laplace:
         return s * C
 
     def _not_positive(self):
+        remedy = ("use curvature='ggn' or a larger prior_precision" if self.curvature == "hessian"
+                  else "use a larger prior_precision")
         return np.linalg.LinAlgError(
             f"the posterior precision (curvature {self.curvature!r} + prior) is not positive definite at "
-            "this theta and prior precision; use curvature='ggn' or a larger prior_precision"
+            f"this theta and prior precision; {remedy}"
         )
 
     def _low_rank_whitened(self, delta, sigma):
