@@ -358,8 +358,6 @@ def test_cli_lists_experiments_and_errors_in_one_line(tmp_path):
     assert missing.returncode != 0 and missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
 
 
-#: Quick runs over ~30 s of CPU (compiling an SDE solve, a 166k-parameter Laplace, NUTS): slow tests,
-#: so that the default run stays under 15 minutes on 2 cores.
 def _experiments():
     from pyodejl.experiments.catalogue import experiment_names
 

@@ -102,12 +102,12 @@ def plot_experiment(folder, out) -> list[Path]:
                                 path=path, title="Seed 000 Fig. 4: FD Hessian error against h; dashed: Σ|H_AA|"))
         written.append(path)
     if name == "hessian-scaling":
-        from pyodejl.experiments.catalogue.hessian_scaling import LIMITS, _key
+        from pyodejl.experiments.catalogue.hessian_scaling import LIMITS, time_key
         from pyodejl.plotting.training import plot_hessian_time
 
         finals = _finals(folder)
         path = out / "hessian-scaling_time.png"
-        times = {m: [f.get(_key(m), np.nan) for f in finals.values()] for m in LIMITS}
+        times = {m: [f.get(time_key(m), np.nan) for f in finals.values()] for m in LIMITS}
         plt.close(plot_hessian_time([f["num_params"] for f in finals.values()], times, path=path,
                                     title="Seed 000 Fig. 6: seconds per full Hessian (compilation excluded)"))
         written.append(path)

@@ -28,7 +28,7 @@ ROWS = {f"p{5 * w + 2}": w for w in WIDTHS}
 LIMITS = {"structured": 10**9, "direct-direct": 1602, "adjoint-adjoint": 402, "elementwise": 52, "fd": 102}
 
 
-def _key(method: str) -> str:
+def time_key(method: str) -> str:
     return "time_" + method.replace("-", "_")
 
 
@@ -45,11 +45,11 @@ def timings(objective, theta, limits) -> dict:
         objective.hessian(theta, method=method)
         t0 = time.perf_counter()
         objective.hessian(theta, method=method)
-        out[_key(method)] = time.perf_counter() - t0
-    aa = out.get(_key("direct-direct"))
+        out[time_key(method)] = time.perf_counter() - t0
+    aa = out.get(time_key("direct-direct"))
     for method in ("elementwise", "fd", "adjoint-adjoint"):
-        if aa is not None and _key(method) in out:
-            out[f"{method.replace('-', '_')}_over_aa"] = out[_key(method)] / aa
+        if aa is not None and time_key(method) in out:
+            out[f"{method.replace('-', '_')}_over_aa"] = out[time_key(method)] / aa
     return out
 
 
