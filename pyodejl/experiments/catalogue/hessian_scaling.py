@@ -29,6 +29,7 @@ LIMITS = {"structured": 10**9, "direct-direct": 1602, "adjoint-adjoint": 402, "e
 
 
 def time_key(method: str) -> str:
+    """The result key of a method's seconds per Hessian, e.g. ``time_direct_direct``."""
     return "time_" + method.replace("-", "_")
 
 
