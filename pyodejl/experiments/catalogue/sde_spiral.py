@@ -6,19 +6,28 @@ Seed 004 ch. 5 §3.2.1: the diagonal-noise Itô spiral SDE
 
 α = 0.1, β = 2, γ = 0.2, u₀ = (2, 0), 30 times on [0, 1]; drift f_θ(x) = W₂ tanh(W₁x³ + B₁) + B₂
 (width 50, the spiral ODE's network), diagonal diffusion g_φ(x) = W₃x + B₃ (2×2); loss
-Σ_i (μ_i − μ̂_i)² + (σ²_i − σ̂²_i)² over the 30 times, the moments of 100 model
-trajectories against those of 10 000 data trajectories, plus λ R; AdaBelief, lr 0.01, 250
-iterations, 100 new trajectories (new Brownian paths) per iteration; vanilla, SRNSDE and
-ERNSDE over 3 seeds.
+mean_i (μ_i − μ̂_i)² + mean_i (σ²_i − σ̂²_i)² over the 30 times × 2 states, the moments of
+100 model trajectories against those of 10 000 data trajectories, plus λ R; AdaBelief, lr
+0.01, 250 iterations, 100 new trajectories (new Brownian paths) per iteration; vanilla,
+SRNSDE and ERNSDE over 3 seeds.
+
+The reference code (RegNeuralDE.jl's ``experiments/sde_toy_problem.jl``) fixes what the
+seed's text leaves open, and this declaration follows it: SOSRI at reltol = abstol = 0.3,
+the loss as *means* of the squared moment errors, R = Σ_j E_j·|dt_j| (the controller's
+error estimate times the step) with weight 0.2, and the NFE it reports counts drift
+evaluations only.
 
 Here: :class:`pyodejl.NeuralSDE` with the adaptive SRIW1 method (Rößler's SRI family with
 Rackauckas & Nie's error estimate; the seed uses SOSRI of the same family) at
-rtol = atol = 1e-3, the 100 trajectories as one system (joint error control); data by
-Euler–Maruyama (dt = 1e-4, NumPy, ``data_seed``). The paths of step k are
+rtol = atol = 0.3, the 100 trajectories as one system (joint error control; the
+reference solves them as one array too); data by Euler–Maruyama (dt = 1e-4, NumPy,
+``data_seed``). SRNSDE takes the same weight 0.2 (the reference code has no SRNSDE run). The paths of step k are
 ``with_seed(1_000_003 · seed + k)``; the trained model is scored on paths it never saw
 (``with_seed(10_000 + seed)``): the moment loss, the NFE and the CPU time of one adaptive
-solve of the 100 trajectories. ERNSDE: :class:`pyodejl.regularizers.ErrorEstimate`
-(Σ_j E_j·|dt_j|), SRNSDE: :class:`pyodejl.regularizers.StiffnessEstimate`.
+solve of the 100 trajectories; NFE counts drift evaluations, as the seed's does (SRIW1
+evaluates the drift twice a step; ``nfe_total`` adds the diffusion's four). ERNSDE:
+:class:`pyodejl.regularizers.ErrorEstimate` (Σ_j E_j·|dt_j|), SRNSDE:
+:class:`pyodejl.regularizers.StiffnessEstimate`.
 """
 
 from __future__ import annotations
@@ -37,7 +46,8 @@ from pyodejl.experiments.trainer import Problem, Training
 
 GAMMA = 0.2
 TS = np.linspace(0.0, 1.0, 30)
-RTOL = ATOL = 1e-3
+RTOL = ATOL = 0.3
+WEIGHT = 0.2
 HELD_OUT = 10_000
 
 
@@ -68,16 +78,17 @@ DIFFUSION = pj.VectorField(diffusion, num_params=6, state_dim=2, name="spiral_di
 
 @dataclass(frozen=True)
 class MomentCost:
-    """Σ_t (μ_t − μ̂_t)² + (σ²_t − σ̂²_t)² over the trajectories of the batch; ``data`` = (μ, σ²) ``(2, T, 2)``."""
+    """mean (μ − μ̂)² + mean (σ² − σ̂²)² over the times and states, the moments over the trajectories of
+    the batch; ``data`` = (μ, σ²) ``(2, T, D)``."""
 
     def __call__(self, extra, Y, moments):
-        return jnp.sum((Y.mean(0) - moments[0]) ** 2) + jnp.sum((Y.var(0) - moments[1]) ** 2)
+        return jnp.mean((Y.mean(0) - moments[0]) ** 2) + jnp.mean((Y.var(0) - moments[1]) ** 2)
 
 
 VARIANTS = {
     "vanilla": lambda: [],
-    "srnsde": lambda: [R.StiffnessEstimate(0.1)],
-    "ernsde": lambda: [R.ErrorEstimate(1.0)],
+    "srnsde": lambda: [R.StiffnessEstimate(WEIGHT)],
+    "ernsde": lambda: [R.ErrorEstimate(WEIGHT)],
 }
 
 
@@ -105,9 +116,16 @@ def setup(variant: str, seed: int, s: dict) -> RunSpec:
     held_out = base.with_seed(HELD_OUT + seed)
     plain = pj.ObservationLoss(held_out, TS, y0, MomentCost(), data=moments)
     predict = lambda theta: held_out.solve(theta, TS, y0)
+    drift_per_step = held_out.solver.tableau.evaluations(True)
+
+    def evaluations(theta):
+        stats = predict(theta).stats
+        return {"nfe": int(stats.num_steps) * drift_per_step, "nfe_total": int(stats.nfe),
+                "steps": int(stats.num_steps)}
+
     measurements = (
         measures.evaluate(lambda theta: {"moment_loss": plain.value(theta)}),
-        measures.solve_stats(predict),
+        measures.evaluate(evaluations, name="solve_stats"),
         measures.prediction_time(lambda theta: predict(theta).ys),
     )
     theta0 = np.concatenate([spiral.init(seed), DIFFUSION.init(seed)])
@@ -126,7 +144,8 @@ EXPERIMENT = Experiment(
         Column("moment_loss", "moment loss (held-out paths)", digits=3),
         Column("train_cpu_s", "training CPU s", digits=3),
         Column("predict_cpu_s", "prediction CPU ms", scale=1e3, digits=3),
-        Column("nfe", "NFE (prediction)", digits=3),
+        Column("nfe", "drift NFE (prediction)", digits=3),
+        Column("steps", "steps (prediction)", digits=3),
     ),
     targets=(
         Target("nfe", "ernsde", "vanilla", "ratio", "<=", 502.0 / 528.67, "ERNSDE: fewer NFE (seed: −5 %)",
@@ -136,5 +155,6 @@ EXPERIMENT = Experiment(
         Target("train_cpu_s", "srnsde", "vanilla", "speedup", ">=", 1.07, "SRNSDE trains faster (seed: 7 %)",
                "178.95 → 166.42 s"),
     ),
-    notes="NFE counts drift and diffusion evaluations of one adaptive solve of the 100 held-out trajectories.",
+    notes="NFE counts the drift evaluations of one adaptive solve of the 100 held-out trajectories, as the "
+          "seed's reference code does; the loss is its mean squared moment error.",
 )
