@@ -137,6 +137,43 @@ def test_trainer_equals_a_hand_written_adam_loop(tmp_path, batch):
     np.testing.assert_allclose(out["theta"], expected, rtol=1e-12, atol=1e-14)
 
 
+def test_trainer_steps_never_copy_theta_to_the_host(monkeypatch):
+    """Between records, checkpoints and measurements a step of a traced objective reads nothing back
+    from the device: the trainer's NumPy conversions of JAX arrays are counted from the end of step 1
+    to the end of step 8 of 10 (none allowed), its objective is handed the device θ, and training still
+    finishes with the hand-written Adam's θ."""
+    import jax
+
+    from pyodejl.experiments import trainer
+
+    X, y = engine_toy.data()
+    theta0 = np.array([0.3, -0.1, 0.7])
+    seen, copies, window = [], [], [False]
+
+    class Spy(pj.FunctionObjective):
+        def direct_function(self, theta):
+            seen.append(type(theta))
+            return super().direct_function(theta)
+
+    class CountingNumpy:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        def asarray(self, x, *args, **kwargs):
+            if window[0] and isinstance(x, jax.Array):
+                copies.append(x.shape)
+            return np.asarray(x, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "np", CountingNumpy())
+    obj = Spy(engine_toy.squared_error, 3, (X, y))
+    out = train(Problem(theta0, lambda k, i: obj), Training(steps=10, lr=0.05, record_every=100,
+                                                            checkpoint_every=100), seed=0,
+                progress=lambda done: window.__setitem__(0, 1 <= done < 9))
+    assert copies == [] and seen and all(issubclass(t, jax.Array) for t in seen)
+    expected = _adam_reference(theta0, lambda k, th: X.T @ (X @ th - y) / len(y), 10, 0.05)
+    np.testing.assert_allclose(out["theta"], expected, rtol=1e-12, atol=1e-14)
+
+
 def test_trainer_with_a_continuous_adjoint_and_scheduled_weights(tmp_path):
     """The non-fused path (gradient from the objective) with a weight schedule, against a loop
     that sets the weights and takes the same objective's gradient by hand."""

@@ -416,6 +416,7 @@ class EquilibriumLoss(Objective):
     """
 
     default_gradient_method = "implicit"
+    direct_function_reads_theta = False  # the solve runs inside the traced loss
 
     def __init__(self, deq: DEQ, inputs, cost: Callable, num_extra_params: int = 0, *, data=None,
                  derivative="implicit", jacobian_regularizer: JacobianRegularizer | None = None, devices=None):

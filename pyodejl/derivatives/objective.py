@@ -35,6 +35,9 @@ class Objective:
     default_hessian_method = "auto"
     default_gradient_method = "discrete"
     is_ode = False
+    #: whether :meth:`direct_function` reads θ's values on the host (an adaptive solve fixes the
+    #: discretisation there); when not, a trainer may keep θ on the device between steps
+    direct_function_reads_theta = True
 
     # ---- hooks -----------------------------------------------------------
     def value_function(self):  # pragma: no cover - abstract
@@ -229,6 +232,8 @@ class FunctionObjective(Objective):
             ``args[0]`` (the batch; every argument with that leading size is
             split, the rest replicated); as for :class:`pyodejl.ObservationLoss`.
     """
+
+    direct_function_reads_theta = False
 
     def __init__(self, fn: Callable, num_params: int, args: tuple[Any, ...] = (), devices=None):
         self.num_params = int(num_params)

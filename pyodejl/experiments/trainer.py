@@ -6,9 +6,13 @@ What an experiment declares (:class:`Training`) is a value; :func:`train` runs i
   for ODE losses, the implicit one for DEQs), the objective's
   discretisation at θ (``Objective.direct_function``: for an adaptive solve, its
   accepted step grid, found by one forward solve) is differentiated, and loss,
-  gradient and the Optax update run in one ``jax.jit`` call; the host reads
-  nothing back but the loss at the recording cadence. The continuous adjoints
-  take their gradient from the objective, followed by the compiled update.
+  gradient and the Optax update run in one ``jax.jit`` call; θ and the Optax
+  state stay on the device. The host reads back the loss at the recording
+  cadence and θ only where something reads it there: a measurement, a
+  checkpoint, or an objective whose forward solve fixes its discretisation on
+  the host (``Objective.direct_function_reads_theta``: adaptive ODE and SDE
+  solves, not DEQs or plain losses). The continuous adjoints take their
+  gradient from the objective, followed by the compiled update.
 * **Minibatches** come from a seeded sampler (:func:`batch_indices`): epoch e is
   the permutation ``default_rng([seed, 2, e])``; nothing but the step is needed
   to reproduce a batch.
@@ -31,6 +35,7 @@ What an experiment declares (:class:`Training`) is a value; :func:`train` runs i
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -64,8 +69,16 @@ def batch_indices(seed: int, step: int, num_samples: int, batch_size: int | None
         return None
     per_epoch = num_samples // batch_size
     epoch, k = divmod(int(step), per_epoch)
-    perm = np.random.default_rng([int(seed), 2, epoch]).permutation(num_samples)
+    perm = _epoch_permutation(int(seed), epoch, int(num_samples))
     return np.sort(perm[k * batch_size : (k + 1) * batch_size])
+
+
+@functools.lru_cache(maxsize=8)
+def _epoch_permutation(seed: int, epoch: int, num_samples: int) -> np.ndarray:
+    # drawn once an epoch, not once a step: a generator's construction costs more than a small step
+    perm = np.random.default_rng([seed, 2, epoch]).permutation(num_samples)
+    perm.setflags(write=False)
+    return perm
 
 
 @dataclass(frozen=True)
@@ -369,7 +382,7 @@ def train(problem: Problem, training: Training, folder: RunFolder | None = None,
     def checkpoint(step):
         if folder is None:
             return
-        folder.save_checkpoint(step, {"theta": np.asarray(theta), "clock": clock.state(),
+        folder.save_checkpoint(step, {"theta": np.asarray(theta_dev), "clock": clock.state(),
                                       **{f"opt_{i}": np.asarray(x)
                                          for i, x in enumerate(jax.tree_util.tree_leaves(state))}})
 
@@ -383,11 +396,21 @@ def train(problem: Problem, training: Training, folder: RunFolder | None = None,
     full = problem.objective(-1, None)
     update = _update_step(opt)
     theta_dev = jax.numpy.asarray(theta)
-    # ``theta`` is the host copy of ``theta_dev``, refreshed once a step (the objective needs it anyway)
-    for k in range(start, training.steps):
+    # ``theta`` is the host copy of ``theta_dev`` or None: copied only when something reads it on
+    # the host (an objective whose forward solve fixes its discretisation, a measurement, a record,
+    # a checkpoint), so a step of a purely traced objective never waits for the device
+
+    def host_theta(k):
+        nonlocal theta
+        if theta is None:
+            theta = np.asarray(theta_dev)
         if not np.all(np.isfinite(theta)):
             raise SolveError(f"training diverged at step {k}: θ is not finite (lower the learning rate)")
-        _record_measurements(write, measurements, full, theta, k, final=False)
+        return theta
+
+    for k in range(start, training.steps):
+        if any(m.due(k) for m in measurements):
+            _record_measurements(write, measurements, full, host_theta(k), k, final=False)
         recording = k % training.record_every == 0 or k == training.steps - 1
         with clock:
             indices = batch_indices(seed, k, problem.num_samples, training.batch_size)
@@ -398,16 +421,20 @@ def train(problem: Problem, training: Training, folder: RunFolder | None = None,
             if training.schedules:
                 obj.set_weights(weights_at(training.schedules, k))
             if training.gradient is None or training.gradient == obj.default_gradient_method:
-                fn, args = obj.direct_function(theta)  # the discretisation at θ (its step grid)
+                # the discretisation at θ (its step grid), or θ-free for a traced objective
+                fn, args = obj.direct_function(host_theta(k) if obj.direct_function_reads_theta else theta_dev)
                 theta_dev, state, loss = _fused_step(fn, opt)(theta_dev, state, args)
             else:
-                loss = obj.value(theta) if recording or training.plateau is not None else np.nan
-                g = obj.grad(theta, method=training.gradient)
+                th = host_theta(k)
+                loss = obj.value(th) if recording or training.plateau is not None else np.nan
+                g = obj.grad(th, method=training.gradient)
                 theta_dev, state = update(theta_dev, state, jax.numpy.asarray(g), loss)
-            theta = np.asarray(theta_dev)
+            # wait for the step (no copy) so that its time is its own, not a later recording's
+            jax.block_until_ready(theta_dev)
+            theta = None
         if recording:
             loss = float(loss)
-            if not (math.isfinite(loss) and np.all(np.isfinite(theta))):
+            if not (math.isfinite(loss) and np.all(np.isfinite(np.asarray(theta_dev)))):
                 raise SolveError(f"training diverged at step {k}: the loss or θ is not finite "
                                  "(lower the learning rate, or check the solver's max_steps)")
             write({"step": k, "kind": "loss", "loss": loss})
@@ -416,9 +443,8 @@ def train(problem: Problem, training: Training, folder: RunFolder | None = None,
         if progress is not None:
             progress(k + 1)
         if callback is not None:
-            callback(k + 1, theta)
-    if not np.all(np.isfinite(theta)):
-        raise SolveError(f"training diverged at step {training.steps}: θ is not finite (lower the learning rate)")
+            callback(k + 1, host_theta(k + 1))
+    theta = host_theta(training.steps)
     final = _record_measurements(write, measurements, full, theta, training.steps, final=True)
     wall, cpu = clock.totals()
     return {"theta": theta, "final": final, "records": written, "train_wall_s": wall, "train_cpu_s": cpu,

@@ -51,14 +51,15 @@ def alpine02_split(n_train: int = 900, n_test: int = 100, data_seed: int = 0):
 
 @dataclass(frozen=True)
 class PenalisedLoss:
-    """``(theta, x, y, lam, triples) -> loss``: :func:`pyodejl.stiffness.penalised_loss` with
-    λ and the triples as data (one compilation for every step and weight)."""
+    """``(theta, x, y, batch, lam, triples) -> loss``: :func:`pyodejl.stiffness.penalised_loss` on the
+    samples ``batch`` of the training set ``x``, ``y``, with λ and the triples as data (one compilation
+    for every step and weight; the training set stays on the device and only the indices travel)."""
 
     resnet: pj.ResNet
     penalty: str
 
-    def __call__(self, theta, x, y, lam, triples):
-        return penalised_loss(self.resnet, theta, x, y, self.penalty, lam, triples)
+    def __call__(self, theta, x, y, batch, lam, triples):
+        return penalised_loss(self.resnet, theta, x[batch], y[batch], self.penalty, lam, triples)
 
 
 def settings(quick: bool) -> dict:
@@ -75,12 +76,13 @@ def _resnet_spec(row, seed, s, data) -> RunSpec:
     net = pj.ResNet(2, s["width"], s["depth"], 1, activation="tanh", T=1.0)
     loss = PenalisedLoss(net, penalty)
     nb = s["n_train"] // s["batch_size"]
+    x_dev, y_dev = jnp.asarray(xtr), jnp.asarray(ytr)
 
     def objective(step, indices):
-        idx = slice(None) if indices is None else indices
+        idx = np.arange(len(xtr)) if indices is None else indices
         triples = draw_penalty_triples(np.random.default_rng([seed, 3, max(step, 0)]), 1, s["batch_size"],
                                        s["depth"], s["penalty_draws"])[0]
-        return pj.FunctionObjective(loss, net.num_params, (xtr[idx], ytr[idx], np.float64(lam), triples))
+        return pj.FunctionObjective(loss, net.num_params, (x_dev, y_dev, idx, np.float64(lam), triples))
 
     mse = jax.jit(lambda th, x, y: jnp.mean((net(th, x)[:, 0] - y) ** 2))
 
