@@ -599,26 +599,31 @@ def test_vcab3_discrete_gradient_against_differences_of_the_frozen_grid_loss():
         pj.TrajectoryLoss(model, TS, Y0, targets_for(TS), regularizers=[R.ErrorEstimate(1.0)])
 
 
-# ---- examples and benchmark: quick modes -------------------------------------------------------
+# ---- seed 004 Table 6.1: memory of the gradient methods ------------------------------------
 
 
-def _load_script(folder, name):
-    import importlib.util
-    from pathlib import Path
+def test_local_regularisation_adds_the_same_memory_whatever_the_steps():
+    """Table 6.1's claims, measured by XLA's accounting of the compiled gradients (the
+    ``local-memory`` experiment's measurement): backsolve's memory and what a local term adds
+    to it do not depend on the number of steps, while the discrete gradient's grows with them.
+    Switching the local term off (``None``) makes the added memory 0, which the first assert
+    would catch."""
+    from pyodejl.experiments.catalogue.local_memory import gradient_memory
 
-    path = Path(__file__).resolve().parent.parent / folder / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.mark.slow
-def test_local_memory_benchmark_quick_mode():
-    rows = _load_script("benchmarks", "local_regularisation_memory").main(["--quick"])
-    by = {(r["T"], r["variant"]): r for r in rows}
-    # backsolve's memory does not grow with the number of steps; local regularisation adds a constant
-    assert by[(1.0, "none")]["backsolve"] == by[(8.0, "none")]["backsolve"]
-    assert by[(1.0, "local")]["backsolve"] - by[(1.0, "none")]["backsolve"] == (
-        by[(8.0, "local")]["backsolve"] - by[(8.0, "none")]["backsolve"]
-    )
+    model = pj.NeuralODE(pj.MLP([2, 4, 2], "tanh"), solver="tsit5", rtol=1e-6, atol=1e-8, max_steps=64)
+    rng = np.random.default_rng(0)
+    y0 = rng.standard_normal((2, 2))
+    theta = model.init(0)
+    out = {}
+    for T in (1.0, 16.0):
+        ts = np.linspace(0.0, T, 5)
+        targets = rng.standard_normal((2, 5, 2))
+        for name, terms in (("none", None), ("local", [R.LocalErrorEstimate(1.0, seed=0)])):
+            obj = pj.TrajectoryLoss(model, ts, y0, targets, regularizers=terms)
+            out[T, name] = gradient_memory(obj, theta, methods=("discrete", "backsolve"))
+    short, long = out[1.0, "none"], out[16.0, "none"]
+    assert long["steps"] >= 2 * short["steps"]
+    extra = {T: out[T, "local"]["backsolve"] - out[T, "none"]["backsolve"] for T in (1.0, 16.0)}
+    assert extra[1.0] > 0 and extra[1.0] == extra[16.0]
+    assert short["backsolve"] == long["backsolve"]
+    assert long["discrete"] > 1.5 * short["discrete"]

@@ -32,6 +32,7 @@ EXPERIMENT_MODULES = {
     "laplace-lv": "laplace_lv",
     "laplace-mnist": "laplace_mnist",
     "latent-vowels": "latent_vowels",
+    "local-memory": "local_memory",
 }
 
 
