@@ -242,16 +242,22 @@ class Run:
             ``[{"until_step": n, "versions": {...}}]``.
         records: the tracked steps' records (without θ and spectra), ordered by step.
 
+    Args:
+        path: the folder.
+        config: its :class:`RunConfig` when the folder's own configuration is an
+            experiment's (a row of ``pyodejl run hessian-tracking``); default None:
+            read from the folder.
+
     Raises:
         FileNotFoundError: ``path`` has no ``config.json``.
         RunFolderError: ``config.json`` or ``records.jsonl`` cannot be read.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, config: RunConfig | None = None):
         self.path = Path(path)
         self._folder = RunFolder(self.path)
         try:
-            self.config = RunConfig.from_dict(self._folder.config)
+            self.config = RunConfig.from_dict(self._folder.config) if config is None else config
         except (TypeError, ValueError) as exc:  # unknown or missing keys
             raise RunFolderError(self.path / RunFolder.CONFIG, f"not a run configuration ({exc})") from exc
         self.versions, self.version_history = self._folder.versions, self._folder.version_history

@@ -77,7 +77,8 @@ def plot_experiment(folder, out) -> list[Path]:
     """Every figure of an experiment folder into folder ``out``: the training curves, and
     the experiment's own figures where it has them (``stiffness``: seed 001's proxy
     evolution, Hessian spectra, the Neural ODE pair; ``laplace-lv``: the predictive bands;
-    ``fd-step``: seed 000's Fig. 4; ``hessian-scaling``: its Fig. 6; ``ggn-vs-hessian``: the spectra).
+    ``fd-step``: seed 000's Fig. 4; ``hessian-scaling``: its Fig. 6; ``ggn-vs-hessian``: the spectra;
+    ``hessian-tracking``: its Figs. 7, 9, 11, 14 and 15).
     Returns the paths written."""
     import matplotlib.pyplot as plt
 
@@ -117,10 +118,46 @@ def plot_experiment(folder, out) -> list[Path]:
         path = out / "ggn-vs-hessian_spectra.png"
         plt.close(plot_ggn_vs_hessian(_finals(folder), path))
         written.append(path)
+    if name == "hessian-tracking":
+        written += _tracking_figures(folder, out)
     if name == "laplace-lv":
         from pyodejl.plotting.laplace import plot_predictive_bands
 
         path = out / "laplace-lv_bands.png"
         plt.close(plot_predictive_bands(folder, path))
         written.append(path)
+    return written
+
+
+def _tracking_figures(folder: Path, out: Path) -> list[Path]:
+    """Seed 000 Figs. 7 and 9 (λ_max per batch size, one figure per model and learning rate), Fig. 11
+    (NODE against ANODE) and Figs. 14–15 (their spectra at four stages) of a ``hessian-tracking`` folder."""
+    import matplotlib.pyplot as plt
+
+    from pyodejl.experiments.catalogue.hessian_tracking import tracked_runs
+    from pyodejl.plotting.training import plot_evolution, plot_metric_grid, plot_spectra_stages
+
+    runs = tracked_runs(folder)
+    written = []
+    for prefix, fig_no, model in (("fig7-node", 7, "NODE"), ("fig9-mlp", 9, "MLP")):
+        for lr in ("0.05", "0.3"):
+            rows = [r for r in runs if r.startswith(prefix + "-") and r.endswith(f"-lr{lr}")]
+            if not rows:
+                continue
+            path = out / f"hessian-tracking_{prefix}_lr{lr}.png"
+            plt.close(plot_metric_grid([runs[r] for r in rows], "eig_max", path=path,
+                                       title=f"Top Hessian eigenvalue against batch size: {model}, lr {lr} "
+                                             f"(seed 000 Fig. {fig_no})"))
+            written.append(path)
+    pair = [runs[r] for r in ("fig11-node", "fig11-anode") if r in runs]
+    if pair:
+        path = out / "hessian-tracking_fig11.png"
+        plt.close(plot_evolution(pair, path=path, title="Nested spheres 2-D: NODE against ANODE (seed 000 Fig. 11)"))
+        written.append(path)
+        for run in pair:
+            if run.spectra():
+                path = out / f"hessian-tracking_fig14_15_{run.config.model}.png"
+                plt.close(plot_spectra_stages(run, path=path, title=f"Hessian spectra during training: {run.label} "
+                                                                     "(seed 000 Figs. 14 and 15)"))
+                written.append(path)
     return written

@@ -60,6 +60,26 @@ def setup(row: str, seed: int, s: dict) -> RunSpec:
     return RunSpec(problem, training, (measurement,))
 
 
+def tracked_runs(folder, seed: int = 0) -> dict:
+    """``{row: Run}`` of the rows of a ``hessian-tracking`` folder that recorded anything (diverged rows
+    included, up to their last tracked step), each a :class:`~pyodejl.experiments.Run` the tracking figures read."""
+    from pathlib import Path
+
+    from pyodejl.experiments.folder import RunFolder
+    from pyodejl.experiments.runs import Run
+
+    folder = Path(folder)
+    s = RunFolder(folder).config["settings"]
+    runs = {}
+    for row in ROWS:
+        path = folder / row / f"seed_{seed}"
+        if path.is_dir():
+            run = Run(path, config=config_of(row, seed, s))
+            if run.records:
+                runs[row] = run
+    return runs
+
+
 def summarise(records: list[dict]) -> dict:
     """Roughness and sign of the top eigenvalue over a run's tracked steps."""
     steps = np.array([r["step"] for r in records])
