@@ -358,6 +358,29 @@ def test_report_statistics_and_verdicts(toy_reference):
     assert rep["provenance"]["cores"] == [os.cpu_count()]
 
 
+def test_rank_agreement_is_spearmans_correlation_of_the_row_means():
+    from scipy.stats import spearmanr
+
+    from pyodejl.experiments.declaration import RankAgreement
+    from pyodejl.experiments.report import _judge
+
+    evidence = [3.0, 1.0, 2.0, 2.0, 5.0]
+    nll = [0.1, 0.4, 0.2, 0.3, 0.25]
+    rows = {f"r{i}": {"e": {"mean": e}, "nll": {"mean": n}} for i, (e, n) in enumerate(zip(evidence, nll))}
+    names = tuple(rows)
+    out = _judge(RankAgreement("e", "nll", names, ">=", 0.5, "agree", sign=-1.0), rows)
+    expected = spearmanr(evidence, -np.array(nll)).statistic  # a tie in the evidence: mean ranks
+    assert out["value"] == pytest.approx(expected, abs=1e-15) and out["met"] == (expected >= 0.5)
+    flipped = _judge(RankAgreement("e", "nll", names, ">=", 0.5, "agree", sign=1.0), rows)
+    assert flipped["value"] == pytest.approx(-expected, abs=1e-15)
+    missing = _judge(RankAgreement("e", "nll", (*names[:2], "absent"), ">=", 0.5, "agree"), rows)
+    assert missing["verdict"] == "not run"
+    with pytest.raises(ValueError, match="at least 3 rows"):
+        RankAgreement("e", "nll", names[:2], ">=", 0.5, "agree")
+    with pytest.raises(ValueError, match="sign"):
+        RankAgreement("e", "nll", names, ">=", 0.5, "agree", sign=2.0)
+
+
 def test_report_names_the_commits_of_its_runs_not_of_deleted_ones(toy_reference, tmp_path):
     import shutil
 

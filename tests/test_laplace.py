@@ -380,3 +380,47 @@ def test_index_subset_is_the_conditional_posterior(problem, full):
     np.testing.assert_allclose(sub.predictive().var, var, rtol=RTOL, atol=1e-12)
     draws = sub.sample(4, seed=0)
     np.testing.assert_array_equal(draws[:, [1, 3]], np.broadcast_to(mean[[1, 3]], (4, 2)))
+
+
+# ---- a Neural SDE on fixed Brownian paths --------------------------------------------------
+
+
+def test_neural_sde_on_fixed_paths_equals_bayesian_linear_regression():
+    """dy = a dt + b dW (constant drift and noise, θ = (a, b)) on fixed paths solves to
+    y(t) = y0 + a·(t − t0) + b·W(t) exactly (SRIW1 integrates additive noise and a constant drift
+    without error on any grid), linear in θ: the Laplace posterior, evidence and predictive are
+    Bayesian linear regression's on the design [t − t0, W_b(t)]. W_b is read from the documented
+    paths (diffrax's VirtualBrownianTree keyed by fold_in(key(seed), b)), not from the solver."""
+    import diffrax
+    import jax
+
+    seed, B, ts = 3, 3, np.linspace(0.0, 1.0, 7)
+    drift = pj.VectorField(lambda t, y, th: th[0] * jnp.ones_like(y), num_params=1, state_dim=1)
+    noise = pj.VectorField(lambda t, y, th: th[0] * jnp.ones_like(y), num_params=1, state_dim=1)
+    # exact on any grid, so a loose tolerance: the estimate δ·h·Σa of a constant drift never shrinks below h/10
+    model = pj.NeuralSDE(drift, noise, rtol=1.0, atol=1.0, seed=seed)
+    W = np.empty((B, len(ts)))
+    for b in range(B):
+        tree = diffrax.VirtualBrownianTree(ts[0], ts[-1], (ts[-1] - ts[0]) * 2.0**-20,
+                                           jax.ShapeDtypeStruct((1,), jnp.float64),
+                                           jax.random.fold_in(jax.random.key(seed), b),
+                                           levy_area=diffrax.SpaceTimeLevyArea)
+        W[b] = [0.0] + [float(tree.evaluate(ts[0], t, use_levy=True).W[0]) for t in ts[1:]]
+    Phi = np.stack([np.broadcast_to(ts - ts[0], W.shape), W], axis=-1).reshape(-1, 2)  # (B·T, 2)
+    rng = np.random.default_rng(1)
+    y0 = rng.standard_normal((B, 1))
+    offsets = np.repeat(y0, len(ts), axis=1)[..., None]  # (B, T, 1)
+    targets = offsets + (Phi @ np.array([0.7, 0.4])).reshape(B, len(ts), 1) \
+        + SIGMA * rng.standard_normal((B, len(ts), 1))
+    A = Phi.T @ Phi / SIGMA**2 + DELTA * np.eye(2)
+    Sigma = np.linalg.inv(A)
+    mean = Sigma @ Phi.T @ (targets - offsets).reshape(-1) / SIGMA**2
+    loss = pj.TrajectoryLoss(model, ts, y0, targets)
+    la = pj.Laplace(loss, mean, noise_std=SIGMA, prior_precision=DELTA)
+    np.testing.assert_allclose(la.posterior_covariance(), Sigma, rtol=RTOL, atol=1e-12)
+    evidence = multivariate_normal(offsets.reshape(-1), SIGMA**2 * np.eye(len(Phi)) + Phi @ Phi.T / DELTA)
+    assert la.log_marginal_likelihood() == pytest.approx(evidence.logpdf(targets.reshape(-1)), rel=1e-9)
+    pred = la.predictive()
+    np.testing.assert_allclose(pred.mean, offsets + (Phi @ mean).reshape(B, len(ts), 1), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(pred.var, np.einsum("ik,kl,il->i", Phi, Sigma, Phi).reshape(B, len(ts), 1),
+                               rtol=RTOL, atol=1e-12)

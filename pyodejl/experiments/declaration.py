@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from pyodejl.experiments.trainer import Measurement, Problem, Training
 
-__all__ = ["Column", "Experiment", "RunSpec", "Target"]
+__all__ = ["Column", "Experiment", "RankAgreement", "RunSpec", "Target"]
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,64 @@ class Target:
     def __post_init__(self):
         if self.compare not in _COMPARISONS:
             raise ValueError(f"compare must be one of {list(_COMPARISONS)}, got {self.compare!r}")
-        if self.op not in ("<=", ">="):
-            raise ValueError(f"op must be '<=' or '>=', got {self.op!r}")
+        _check_op(self.op)
+
+    @property
+    def rows(self) -> tuple[str, ...]:
+        return (self.variant, self.baseline)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (self.key,)
+
+
+def _check_op(op):
+    if op not in ("<=", ">="):
+        raise ValueError(f"op must be '<=' or '>=', got {op!r}")
+
+
+@dataclass(frozen=True)
+class RankAgreement:
+    """A claim that two result keys order a set of rows alike: Spearman's rank correlation
+    between the seed means of ``key`` and of ``sign`` × ``other`` over ``variants``, met when
+    it ``op`` ``threshold`` (e.g. the Laplace evidence against the held-out log-likelihood
+    over a grid of models: model selection by marginal likelihood).
+
+    Attributes:
+        key: the first result key (e.g. ``"log_evidence"``).
+        other: the second (e.g. ``"heldout_nll"``).
+        variants: the rows ranked (at least 3).
+        op: ``"<="`` or ``">="``.
+        threshold: the bound on the correlation, in [−1, 1].
+        what: the claim in words.
+        seed_figure: the source's own figure, if any.
+        sign: multiplies ``other`` before ranking (−1: a lower ``other`` is better).
+    """
+
+    key: str
+    other: str
+    variants: tuple[str, ...]
+    op: str
+    threshold: float
+    what: str
+    seed_figure: str = ""
+    sign: float = 1.0
+    compare = "spearman"
+
+    def __post_init__(self):
+        _check_op(self.op)
+        if len(self.variants) < 3:
+            raise ValueError(f"a rank agreement needs at least 3 rows, got {list(self.variants)}")
+        if self.sign not in (1.0, -1.0):
+            raise ValueError(f"sign must be 1 or -1, got {self.sign!r}")
+
+    @property
+    def rows(self) -> tuple[str, ...]:
+        return tuple(self.variants)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (self.key, self.other)
 
 
 @dataclass(frozen=True)
@@ -105,7 +161,7 @@ class Experiment:
             values), recorded in each run's configuration.
         setup: ``(variant, seed, settings) -> RunSpec``.
         columns: the table.
-        targets: the claims judged.
+        targets: the claims judged (:class:`Target`, :class:`RankAgreement`).
         seeds: default seeds of a full run.
         quick_variants: the rows a ``--quick`` run trains (default: all).
         quick_seeds: the seeds of a ``--quick`` run.
@@ -122,7 +178,7 @@ class Experiment:
     settings: Callable[[bool], dict]
     setup: Callable[[str, int, dict], RunSpec]
     columns: tuple[Column, ...]
-    targets: tuple[Target, ...] = ()
+    targets: tuple[Target | RankAgreement, ...] = ()
     seeds: tuple[int, ...] = (0, 1, 2)
     quick_variants: tuple[str, ...] | None = None
     quick_seeds: tuple[int, ...] = (0,)
@@ -130,7 +186,7 @@ class Experiment:
     summarise: Callable[[list], dict] | None = None
 
     def __post_init__(self):
-        unknown = {t.variant for t in self.targets} | {t.baseline for t in self.targets}
+        unknown = {row for t in self.targets for row in t.rows}
         unknown |= set(self.quick_variants or ())
         unknown -= set(self.variants)
         if unknown:

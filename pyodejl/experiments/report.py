@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pyodejl.experiments.catalogue import get_experiment
-from pyodejl.experiments.declaration import Experiment, Target
+from pyodejl.experiments.declaration import Experiment, RankAgreement, Target
 from pyodejl.experiments.folder import RunFolder, RunFolderError
 
 __all__ = ["REPORT_FORMAT", "build_report", "render_markdown", "sync_markdown"]
@@ -40,21 +40,39 @@ def _value(result: dict, key: str):
 _OPS = {"<=": operator.le, ">=": operator.ge}
 
 
-def _judge(target: Target, rows: dict) -> dict:
-    out = {"what": target.what, "key": target.key, "variant": target.variant, "baseline": target.baseline,
-           "compare": target.compare, "op": target.op, "threshold": target.threshold,
+def _judge(target: Target | RankAgreement, rows: dict) -> dict:
+    out = {"what": target.what, "compare": target.compare, "op": target.op, "threshold": target.threshold,
            "seed_figure": target.seed_figure}
-    a, b = rows.get(target.variant, {}).get(target.key), rows.get(target.baseline, {}).get(target.key)
-    if target.compare == "value":
-        b = a
-    if a is None or b is None:
-        return {**out, "value": None, "met": None, "verdict": "not run"}
-    ma, mb = a["mean"], b["mean"]
-    value = {"ratio": lambda: ma / mb, "speedup": lambda: mb / ma, "difference": lambda: ma - mb,
-             "value": lambda: ma}[target.compare]()
+    if isinstance(target, RankAgreement):
+        out.update(key=target.key, other=target.other, variants=list(target.variants), sign=target.sign)
+        a = [rows.get(v, {}).get(target.key) for v in target.variants]
+        b = [rows.get(v, {}).get(target.other) for v in target.variants]
+        if any(x is None for x in a + b):
+            return {**out, "value": None, "met": None, "verdict": "not run"}
+        value = _spearman([x["mean"] for x in a], [target.sign * x["mean"] for x in b])
+    else:
+        out.update(key=target.key, variant=target.variant, baseline=target.baseline)
+        a, b = rows.get(target.variant, {}).get(target.key), rows.get(target.baseline, {}).get(target.key)
+        if target.compare == "value":
+            b = a
+        if a is None or b is None:
+            return {**out, "value": None, "met": None, "verdict": "not run"}
+        ma, mb = a["mean"], b["mean"]
+        value = {"ratio": lambda: ma / mb, "speedup": lambda: mb / ma, "difference": lambda: ma - mb,
+                 "value": lambda: ma}[target.compare]()
     met = bool(_OPS[target.op](value, target.threshold))
     verdict = "met" if met else f"missed by {abs(value - target.threshold):.3g}"
     return {**out, "value": float(value), "met": met, "verdict": verdict}
+
+
+def _spearman(x, y) -> float:
+    """Spearman's rank correlation of two sequences (ties take their mean rank; 0 when one is constant)."""
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x), rankdata(y)
+    if np.ptp(rx) == 0 or np.ptp(ry) == 0:
+        return 0.0
+    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def _seed_of(folder: Path) -> int | None:
@@ -82,7 +100,7 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
     exp: Experiment = get_experiment(name) if experiment is None else experiment
     if exp.name != name:
         raise ValueError(f"{out} holds experiment {name!r}, not {exp.name!r}")
-    keys = list(dict.fromkeys([c.key for c in exp.columns] + [t.key for t in exp.targets]))
+    keys = list(dict.fromkeys([c.key for c in exp.columns] + [k for t in exp.targets for k in t.keys]))
     rows, seeds, unfinished, failed, loads, cores, versions, other = {}, set(), [], [], [], set(), [], [0.0, 0.0]
     run_commits = set()  # None: a run finished before results named their commit
     for variant in exp.variants:
@@ -151,6 +169,20 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
             "versions": versions,
         },
     }
+
+
+def row_finals(out, seed: int = 0) -> dict:
+    """``{row: final measurements}`` of the finished runs of one seed of experiment folder ``out``, in
+    row order (rows without a finished run of that seed are left out); what figures draw."""
+    out = Path(out)
+    rows = get_experiment(RunFolder(out).config["experiment"]).variants
+    finals = {}
+    for row in rows:
+        run = out / row / f"seed_{seed}"
+        result = RunFolder(run).result() if run.is_dir() else None
+        if result and "final" in result:
+            finals[row] = result["final"]
+    return finals
 
 
 def _number(x: float, digits: int) -> str:

@@ -30,6 +30,7 @@ def plot_predictive_bands(folder, path=None, seed: int = 0):
 
     from pyodejl.experiments.catalogue import laplace_lv as lv
     from pyodejl.experiments.folder import RunFolder
+    from pyodejl.experiments.report import row_finals
 
     folder = Path(folder)
     settings = RunFolder(folder).config["settings"]
@@ -38,9 +39,7 @@ def plot_predictive_bands(folder, path=None, seed: int = 0):
     grid = np.linspace(0.0, lv.T_END, 400)
     truth = lv.lotka_volterra(grid)
     drawn, spans = 0, [[], []]
-    for row in lv.EXPERIMENT.variants:
-        result = RunFolder(folder / row / f"seed_{seed}").result() if (folder / row / f"seed_{seed}").is_dir() else None
-        final = (result or {}).get("final", {})
+    for row, final in row_finals(folder, seed).items():
         if "band_t" not in final:
             continue
         drawn += 1

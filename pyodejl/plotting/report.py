@@ -57,17 +57,9 @@ def plot_training_curves(folder, path=None, key: str = "loss"):
 
 
 def _finals(folder: Path, seed: int = 0) -> dict:
-    """``{row: final measurement}`` of the finished runs of one seed, in row order."""
-    from pyodejl.experiments.catalogue import get_experiment
-    from pyodejl.experiments.folder import RunFolder
+    from pyodejl.experiments.report import row_finals
 
-    rows = get_experiment(RunFolder(folder).config["experiment"]).variants
-    finals = {}
-    for row in rows:
-        run = folder / row / f"seed_{seed}"
-        result = RunFolder(run).result() if run.is_dir() else None
-        if result and "final" in result:
-            finals[row] = result["final"]
+    finals = row_finals(folder, seed)
     if not finals:
         raise FileNotFoundError(f"{folder} holds no finished run of seed {seed}")
     return finals

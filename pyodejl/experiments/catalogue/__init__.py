@@ -31,6 +31,7 @@ EXPERIMENT_MODULES = {
     "hessian-tracking": "hessian_tracking",
     "laplace-lv": "laplace_lv",
     "laplace-mnist": "laplace_mnist",
+    "laplace-selection": "laplace_selection",
     "latent-vowels": "latent_vowels",
     "local-memory": "local_memory",
 }

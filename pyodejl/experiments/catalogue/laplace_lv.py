@@ -67,8 +67,9 @@ def data(seed: int, n_train: int, n_held: int) -> dict:
     return out
 
 
-def observation_loss(times, values):
-    """MSE of the model's states at 0 and ``times`` against the known start ``Y0`` and ``values``.
+def observation_loss(times, values, model=MODEL):
+    """MSE of ``model``'s states (default: :data:`MODEL`) at 0 and ``times`` against the known start
+    ``Y0`` and ``values``.
 
     The solve starts from the known Y0 at t = 0, whose residual is zero for every θ;
     the likelihood counts it as two more observed scalars (N = 2 + 2·len(times)), which
@@ -76,7 +77,7 @@ def observation_loss(times, values):
     """
     ts = np.concatenate([[0.0], times])
     targets = np.concatenate([Y0[None], np.asarray(values)])
-    return pj.ObservationLoss(MODEL, ts, Y0, mse_cost, data=targets[None])
+    return pj.ObservationLoss(model, ts, Y0, mse_cost, data=targets[None])
 
 
 def settings(quick: bool) -> dict:
