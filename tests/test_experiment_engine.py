@@ -436,6 +436,21 @@ def test_every_experiment_quick_run_and_report(tmp_path, name):
     assert report["rows"] and all(r for r in report["rows"].values())
     again = _cli("run", name, "--quick", "--out", str(out), "--no-progress")  # finished: skipped
     assert again.returncode == 0 and "skipped" in again.stdout
+    if name in FIGURES:  # the experiment's own figures, drawn from the quick run's folder
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from pyodejl.plotting.report import plot_experiment
+
+        written = {p.name for p in plot_experiment(out, tmp_path / "figures")}
+        assert {f"{name}_training.png", FIGURES[name]} <= written
+        assert all((tmp_path / "figures" / f).stat().st_size > 0 for f in written)
+
+
+#: One figure each experiment with a figure hook must draw from its quick run.
+FIGURES = {"hessian-tracking": "hessian-tracking_fig7-node_lr0.05.png", "fd-step": "fd-step_error.png",
+           "hessian-scaling": "hessian-scaling_time.png", "laplace-lv": "laplace-lv_bands.png",
+           "ggn-vs-hessian": "ggn-vs-hessian_spectra.png"}
 
 
 def test_reproduction_tables_are_their_saved_reports_rendered():
