@@ -1034,6 +1034,14 @@ class Laplace:
         else:
             loss = self._classifier_loss(x)
             logits = [self._logits(loss, th) for th in thetas]
+        bad = sum(not np.all(np.isfinite(z)) for z in logits)
+        if bad:
+            from pyodejl.solving import SolveError
+
+            raise SolveError(
+                f"{bad} of {n} posterior samples gave non-finite logits (their solves diverged or did not "
+                "converge): the posterior is too wide to predict by sampling θ. Use method='probit' (the "
+                "linearised predictive), a larger prior_precision, or subset='last-layer'")
         return np.mean([_softmax(z) for z in logits], axis=0)
 
     def predictive(self, ts=None, method: str | None = None, n: int = 100, seed=0, *, x=None):

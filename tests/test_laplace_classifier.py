@@ -76,6 +76,23 @@ def full(problem):
     return pj.Laplace(problem[0], problem[1], prior_precision=DELTA)
 
 
+def test_sampled_predictive_refuses_non_finite_logits(full, monkeypatch):
+    """A posterior sample whose solve fails (NaN logits, as a DEQ that does not converge gives) is an
+    error naming the remedy, never a NaN probability."""
+    real, calls = pj.Laplace._logits, []
+
+    def second_sample_fails(loss, theta):
+        calls.append(1)
+        return real(loss, theta) * (np.nan if len(calls) == 2 else 1.0)
+
+    monkeypatch.setattr(pj.Laplace, "_logits", staticmethod(second_sample_fails))
+    with pytest.raises(pj.SolveError, match="1 of 4 posterior samples gave non-finite logits.*probit"):
+        full.predictive(method="samples", n=4, seed=0)
+    calls.clear()
+    monkeypatch.setattr(pj.Laplace, "_logits", staticmethod(lambda loss, theta: real(loss, theta)))
+    assert np.all(np.isfinite(full.predictive(method="samples", n=4, seed=0)))
+
+
 def test_ggn_is_the_softmax_ggn_by_hand(problem, full):
     G = problem[5]
     np.testing.assert_allclose(full.posterior_precision(), G + DELTA * np.eye(P), rtol=1e-9, atol=1e-11)

@@ -32,6 +32,7 @@ EXPERIMENT_MODULES = {
     "laplace-lv": "laplace_lv",
     "laplace-mnist": "laplace_mnist",
     "laplace-selection": "laplace_selection",
+    "laplace-deq": "laplace_deq",
     "latent-vowels": "latent_vowels",
     "local-memory": "local_memory",
 }
