@@ -28,8 +28,6 @@ maximum class probability separating the test digits from the same digits rotate
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 import pyodejl as pj
@@ -72,23 +70,11 @@ def setup(variant: str, seed: int, s: dict) -> RunSpec:
         return EquilibriumLoss(exact, X, COST, n_extra, data=y)
 
     def measure(_, theta):
-        X_ood = lm.rotated(Xte)
+        data = (Xtr, ytr, Xte, yte)
         if variant == "map":
-            start = time.process_time()
-            probs = [lm._softmax(pj.Laplace._logits(exact_loss(X, np.zeros(len(X), np.int32)), theta))
-                     for X in (Xte, X_ood)]
-            return {**lm.metrics(probs[0], yte, probs[1]), "fit_cpu_s": 0.0,
-                    "predict_cpu_s": time.process_time() - start}
-        sub = np.sort(np.random.default_rng([seed, 19]).choice(len(Xtr), min(s["laplace_samples"], len(Xtr)),
-                                                               replace=False))
-        start = time.process_time()
-        la = pj.Laplace(exact_loss(Xtr[sub], ytr[sub]), theta, subset="last-layer")
-        delta = la.optimize_prior_precision()
-        fit = time.process_time() - start
-        start = time.process_time()
-        probs = [la.predictive(x=X, method="probit") for X in (Xte, X_ood)]
-        return {**lm.metrics(probs[0], yte, probs[1]), "prior_precision": float(delta), "fit_cpu_s": fit,
-                "predict_cpu_s": time.process_time() - start}
+            return lm.scores(theta, exact_loss, data)
+        return lm.scores(theta, exact_loss, data, lambda loss: pj.Laplace(loss, theta, subset="last-layer"),
+                         lambda la, X: la.predictive(x=X, method="probit"), s["laplace_samples"], seed)
 
     theta0 = np.concatenate([trained.init(seed), dd.CLASSIFIER.init(seed + 1)])
     problem = Problem(theta0=theta0, objective=objective, num_samples=len(Xtr))
