@@ -167,6 +167,34 @@ def test_glm_logit_moments_probit_and_samples(problem, full):
     np.testing.assert_allclose(new.var, np.einsum("nci,ij,ncj->nc", Jn, Sigma, Jn), rtol=1e-8)
 
 
+@pytest.mark.parametrize("structure, kwargs", [("diagonal", {}), ("low-rank", {"rank": 4})])
+def test_glm_logit_variance_of_large_structures_by_jacobian_rows(problem, structure, kwargs, monkeypatch):
+    """diag(J Σ Jᵀ) for diagonal and low-rank posteriors: their unit-vector terms come from C
+    reverse-mode rows per input, so the only JVPs are the low-rank columns (≤ rank), not p."""
+    import pyodejl.laplace as lap
+
+    loss, theta, X, _, J, _ = problem
+    la = pj.Laplace(loss, theta, prior_precision=DELTA, structure=structure, **kwargs)
+    S = la._covariance_factor_apply(np.eye(P))  # Σ = S Sᵀ, dense (p = 12)
+    directions = []
+    jvps = lap._output_jvps
+    monkeypatch.setattr(lap, "_output_jvps", lambda o, th, V, a: directions.append(V.shape[0]) or jvps(o, th, V, a))
+    Xn = np.random.default_rng(6).standard_normal((7, F))  # 7 inputs: chunks padded past the end
+    monkeypatch.setattr(lap, "_ROW_BYTES", 8 * C * P * 3)  # 3 inputs per chunk
+    glm = la.predictive(method="glm", x=np.hstack([Xn, np.zeros((7, C))]))
+    Jn = jacobians(Xn)
+    np.testing.assert_allclose(glm.var, np.einsum("nci,ij,ncj->nc", Jn, S @ S.T, Jn), rtol=1e-10)
+    assert sum(directions) == kwargs.get("rank", 0)
+    # the subsets: readout alone, and an index subset inside the vector field
+    for subset in ("last-layer", np.arange(6)):
+        sub = pj.Laplace(loss, theta, prior_precision=DELTA, structure=structure, subset=subset,
+                         **({"rank": 2} if kwargs else {}))
+        S = sub._covariance_factor_apply(np.eye(sub.num_params))
+        Js = J[:, :, sub.subset_index]
+        np.testing.assert_allclose(sub.predictive(method="glm").var, np.einsum("nci,ij,ncj->nc", Js, S @ S.T, Js),
+                                   rtol=1e-10)
+
+
 def test_last_layer_is_the_conditional_of_the_full_posterior(problem, full):
     loss, theta, X, labels, _, G = problem
     S = np.arange(C * F, P)
@@ -292,6 +320,10 @@ def test_deq_classifier_ggn_against_unrolled_iterations():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-12)
     var_ref = np.einsum("nci,ij,ncj->nc", J[:, :, S], last.posterior_covariance(), J[:, :, S])
     np.testing.assert_allclose(last.predictive(method="glm").var, var_ref, rtol=1e-6)
+    # all of θ, diagonal: the rows of J through the implicit function theorem, one input at a time
+    diag = pj.Laplace(loss, th, prior_precision=DELTA, structure="diagonal")
+    np.testing.assert_allclose(diag.predictive(method="glm").var,
+                               np.einsum("nci,i,nci->nc", J, diag.posterior_variance(), J), rtol=1e-9)
 
 
 # ---- bad input -----------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ EXPERIMENT_MODULES = {
     "laplace-deq": "laplace_deq",
     "latent-vowels": "latent_vowels",
     "local-memory": "local_memory",
+    "laplace-scale": "laplace_scale",
 }
 
 
