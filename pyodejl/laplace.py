@@ -39,6 +39,15 @@ r the residuals of ``loss.predict(θ)`` (its data dimensions) against the target
 Since the library's loss is L = Σ r² / N, −log p(D | θ) = N L / (2σ²) + const.
 The prior is isotropic, θ ~ N(0, δ⁻¹ I) (δ the prior precision).
 
+**A statistic of the batch.** An :class:`pyodejl.ObservationLoss` whose cost is
+``OutputCost(statistic, MeanSquaredError())`` with targets of the statistic's shape as
+data reads the statistic F(θ) = statistic(θ_extra, Y, targets) (any shape, N entries)
+as N Gaussian observations with noise σ, r = F(θ) − targets: a synthetic likelihood
+(Wood 2010) of a summary that may couple the batch, such as the means and variances
+over a Neural SDE's paths that seed 004 matches. Its curvatures are ``"ggn"`` and
+``"hessian"`` (no per-trajectory terms, so no empirical Fisher); its predictive is
+that of F at the loss's own times.
+
 **Curvature of the summed negative log-likelihood** (laplace-torch's convention),
 from the library's curvature of L:
 
@@ -130,7 +139,8 @@ class _Reading:
     num_observations: int  # N scalars (Gaussian) or B samples (categorical)
     factor: float
     fisher_factor: float
-    targets: Any = None  # (B, T, d), Gaussian
+    targets: Any = None  # (B, T, d), Gaussian; the statistic's shape for a statistic
+    statistic: bool = False  # Gaussian on OutputCost(statistic, MeanSquaredError()): no per-sample terms
     labels: Any = None  # (B,), categorical
     readout_start: int | None = None  # first readout parameter (categorical)
 
@@ -141,9 +151,16 @@ def _categorical_cost(cost):
     return isinstance(cost, OutputCost) and isinstance(cost.loss, SoftmaxCrossEntropy)
 
 
+def _statistic_cost(cost):
+    from pyodejl.derivatives.gauss_newton import MeanSquaredError, OutputCost
+
+    return isinstance(cost, OutputCost) and isinstance(cost.loss, MeanSquaredError)
+
+
 _SUPPORTED = (
     "a pyodejl.TrajectoryLoss with loss='mse' or a pyodejl.ObservationLoss whose cost is "
-    "pyodejl.derivatives.ode_loss.mse_cost (Gaussian observations), or a pyodejl.ObservationLoss or "
+    "pyodejl.derivatives.ode_loss.mse_cost or OutputCost(statistic, MeanSquaredError()) (Gaussian "
+    "observations), or a pyodejl.ObservationLoss or "
     "pyodejl.EquilibriumLoss whose cost is OutputCost(readout, SoftmaxCrossEntropy()) (categorical)"
 )
 
@@ -196,6 +213,10 @@ def _likelihood_reading(loss) -> _Reading:
         B = loss.batch_size
         labels = _labels(loss.data[0], B)
         return _Reading("categorical", B, float(B), 1.0, labels=labels, readout_start=loss.problem.num_vf)
+    if _statistic_cost(loss.problem.cost):
+        targets = np.asarray(loss.data[0], dtype=np.float64)
+        N = int(targets.size)
+        return _Reading("gaussian", N, N / 2.0, None, targets=targets, statistic=True)
     if loss.problem.cost is not mse_cost:
         cost = getattr(loss, "loss", getattr(loss.problem.cost, "__name__", type(loss.problem.cost).__name__))
         raise ValueError(f"Laplace needs {_SUPPORTED}; this loss's cost ({cost!r}) has no likelihood reading")
@@ -323,7 +344,8 @@ class Laplace:
             docstring), without regularizer terms:
 
             * Gaussian: :class:`pyodejl.TrajectoryLoss` with ``loss="mse"`` or
-              :class:`pyodejl.ObservationLoss` with ``cost=mse_cost``;
+              :class:`pyodejl.ObservationLoss` with ``cost=mse_cost``, or with
+              ``cost=OutputCost(statistic, MeanSquaredError())`` (a statistic of the batch);
             * categorical: :class:`pyodejl.ObservationLoss` or :class:`pyodejl.EquilibriumLoss`
               (exact derivative, no Skip or Jacobian penalty) whose cost is
               ``OutputCost(readout, SoftmaxCrossEntropy())`` with integer labels ``(B,)`` as data.
@@ -404,7 +426,21 @@ class Laplace:
         self.structure = structure
         self.rank = rank
         self.seed = seed
-        if reading.kind == "gaussian":
+        if reading.statistic:
+            if curvature == "fisher":
+                raise ValueError(
+                    "curvature='fisher' (the empirical Fisher) sums per-observation gradients, but a statistic of "
+                    "the batch (OutputCost(statistic, MeanSquaredError())) has none per trajectory: use 'ggn' or "
+                    "'hessian'"
+                )
+            stat = self._statistic(self.theta_map)
+            if stat.shape != self._targets.shape:
+                raise ValueError(
+                    f"OutputCost(statistic, MeanSquaredError()) needs targets of the statistic's shape "
+                    f"{stat.shape} as the cost's data; got {self._targets.shape}"
+                )
+            self._sum_sq = float(np.sum((stat - self._targets) ** 2))
+        elif reading.kind == "gaussian":
             pred = np.asarray(loss.predict(self.theta_map), dtype=np.float64)
             pred = pred[None] if loss.single else pred
             d = self._targets.shape[-1]
@@ -1028,6 +1064,10 @@ class Laplace:
         outputs, _, args, _ = _split(loss, theta)
         return np.asarray(_outputs(outputs, to_device(theta), tuple(args)), dtype=np.float64)
 
+    def _statistic(self, theta):
+        """The statistic F(θ) of an ``OutputCost(statistic, MeanSquaredError())`` loss, on θ's step grid."""
+        return self._logits(self.loss, theta)
+
     def _logit_parts(self, x):
         """``(outputs, out_args, θ_point, embed)``: logits = outputs(θ_point, *out_args) and their JVPs."""
         from pyodejl.derivatives.gauss_newton import _FnOutputs, _split
@@ -1042,7 +1082,11 @@ class Laplace:
         return outputs, tuple(args), self.theta_map, self.subset != "all"
 
     def _logit_moments(self, x):
-        """GLM logits: mean ``(B, C)`` at θ* and variance diag(J Σ Jᵀ) ``(B, C)`` by forward-mode JVPs."""
+        """GLM logits: mean ``(B, C)`` at θ* and variance diag(J Σ Jᵀ) ``(B, C)`` by forward-mode JVPs.
+
+        A statistic's loss: the statistic's mean and variance, its shape, by JVPs alone
+        (it couples the batch, so its Jacobian has no per-input rows).
+        """
         outputs, args, theta, embed = self._logit_parts(x)
         th = to_device(theta)
         mean = np.asarray(_outputs(outputs, th, args), dtype=np.float64)
@@ -1055,7 +1099,7 @@ class Laplace:
             return self._row_norms(outputs, args, th, self._embed(weights[:, None])[:, 0] if embed else weights,
                                    mean.shape)
 
-        return mean, self._weighted_square_sum(jvp, unit_rows)
+        return mean, self._weighted_square_sum(jvp, None if self._reading.statistic else unit_rows)
 
     @staticmethod
     def _row_norms(outputs, args, theta, weights, shape):
@@ -1115,11 +1159,17 @@ class Laplace:
         * ``method="samples"``: solve at ``n`` posterior samples; mean and variance,
           normalised by n, of the solutions.
 
+        **A statistic** (``OutputCost(statistic, MeanSquaredError())``): its ``"glm"``
+        mean and variance, or ``"samples"``, with the statistic's shape; ``ts`` must be None.
+
         **Categorical** (class probabilities of the training inputs or of ``x``):
 
         * ``method="probit"`` (default; MacKay 1992): the GLM logit mean μ and variance
           σ² (as ``"glm"``), then softmax(κ ⊙ μ) with κ_c = 1/√(1 + π σ_c²/8) per class;
-          the softmax renormalises;
+          the softmax renormalises. For a classifier the unit-vector parts of Σ (the
+          diagonal, the low-rank structure's isotropic part) take C reverse-mode
+          Jacobian rows per input, in chunks of inputs, instead of p JVPs (each input's
+          logits depend on θ through that input alone);
         * ``method="samples"``: the mean of softmax(logits(θ_s)) over ``n`` posterior
           samples θ_s (each solved anew; last-layer: the features solved once);
         * ``method="glm"``: the GLM logits' :class:`Predictive` (mean and variance ``(B, C)``).
@@ -1158,6 +1208,14 @@ class Laplace:
         method = "glm" if method is None else method
         if method not in ("glm", "samples"):
             raise ValueError(f"unknown predictive method {method!r}; expected 'glm' or 'samples'")
+        if self._reading.statistic:
+            if ts is not None:
+                raise ValueError("a statistic's likelihood predicts the statistic at the loss's own times: ts must "
+                                 "be None")
+            if method == "glm":
+                return Predictive(*self._logit_moments(None))
+            stats = np.stack([self._statistic(th) for th in self.sample(n, seed)])
+            return Predictive(stats.mean(axis=0), stats.var(axis=0))
         loss, drop = self._prediction_loss(ts)
         D = loss.problem.D
         if method == "glm":

@@ -385,16 +385,17 @@ def test_index_subset_is_the_conditional_posterior(problem, full):
 # ---- a Neural SDE on fixed Brownian paths --------------------------------------------------
 
 
-def test_neural_sde_on_fixed_paths_equals_bayesian_linear_regression():
-    """dy = a dt + b dW (constant drift and noise, θ = (a, b)) on fixed paths solves to
-    y(t) = y0 + a·(t − t0) + b·W(t) exactly (SRIW1 integrates additive noise and a constant drift
-    without error on any grid), linear in θ: the Laplace posterior, evidence and predictive are
-    Bayesian linear regression's on the design [t − t0, W_b(t)]. W_b is read from the documented
-    paths (diffrax's VirtualBrownianTree keyed by fold_in(key(seed), b)), not from the solver."""
+def additive_noise_sde(seed, B, ts):
+    """dy = a dt + b dW (constant drift and noise, θ = (a, b)) and its B fixed paths W ``(B, T)``.
+
+    On fixed paths it solves to y(t) = y0 + a·(t − t0) + b·W(t) exactly (SRIW1 integrates
+    additive noise and a constant drift without error on any grid). W_b is read from the
+    documented paths (diffrax's VirtualBrownianTree keyed by fold_in(key(seed), b)), not from
+    the solver.
+    """
     import diffrax
     import jax
 
-    seed, B, ts = 3, 3, np.linspace(0.0, 1.0, 7)
     drift = pj.VectorField(lambda t, y, th: th[0] * jnp.ones_like(y), num_params=1, state_dim=1)
     noise = pj.VectorField(lambda t, y, th: th[0] * jnp.ones_like(y), num_params=1, state_dim=1)
     # exact on any grid, so a loose tolerance: the estimate δ·h·Σa of a constant drift never shrinks below h/10
@@ -406,6 +407,14 @@ def test_neural_sde_on_fixed_paths_equals_bayesian_linear_regression():
                                            jax.random.fold_in(jax.random.key(seed), b),
                                            levy_area=diffrax.SpaceTimeLevyArea)
         W[b] = [0.0] + [float(tree.evaluate(ts[0], t, use_levy=True).W[0]) for t in ts[1:]]
+    return model, W
+
+
+def test_neural_sde_on_fixed_paths_equals_bayesian_linear_regression():
+    """On fixed paths dy = a dt + b dW is linear in θ (:func:`additive_noise_sde`): the Laplace
+    posterior, evidence and predictive are Bayesian linear regression's on the design [t − t0, W_b(t)]."""
+    seed, B, ts = 3, 3, np.linspace(0.0, 1.0, 7)
+    model, W = additive_noise_sde(seed, B, ts)
     Phi = np.stack([np.broadcast_to(ts - ts[0], W.shape), W], axis=-1).reshape(-1, 2)  # (B·T, 2)
     rng = np.random.default_rng(1)
     y0 = rng.standard_normal((B, 1))
@@ -424,3 +433,67 @@ def test_neural_sde_on_fixed_paths_equals_bayesian_linear_regression():
     np.testing.assert_allclose(pred.mean, offsets + (Phi @ mean).reshape(B, len(ts), 1), rtol=1e-9, atol=1e-10)
     np.testing.assert_allclose(pred.var, np.einsum("ik,kl,il->i", Phi, Sigma, Phi).reshape(B, len(ts), 1),
                                rtol=RTOL, atol=1e-12)
+
+
+def path_moments(extra, Y, targets):
+    """The mean and variance over the batch's paths ``(2, T, 1)``: seed 004's moment matching."""
+    return jnp.stack([Y.mean(0), Y.var(0)])
+
+
+def test_neural_sde_moment_statistic_as_gaussian_observations():
+    """OutputCost(path_moments, MeanSquaredError()) is read as Gaussian observations of the
+    statistic F(θ) = (mean_b y_b(t), var_b y_b(t)) ``(2, T, 1)``. On fixed paths of dy = a dt + b dW,
+    y_b(t) = y0_b + a t + b W_b(t), so F(θ) is known in closed form: the mean is linear in θ,
+    the variance var(y0) + 2b cov(y0, W) + b² var(W) quadratic in b. The GGN JᵀJ/σ², the evidence
+    of the Laplace formula, the GLM predictive diag(J Σ Jᵀ) and the sampled statistics follow by hand."""
+    seed, B, ts = 3, 4, np.linspace(0.0, 1.0, 6)
+    model, W = additive_noise_sde(seed, B, ts)
+    y0 = np.random.default_rng(2).standard_normal((B, 1))
+    x0 = y0[:, 0]
+
+    def moments(theta):  # (2, T): F(θ) by hand
+        Y = x0[:, None] + theta[0] * ts[None, :] + theta[1] * W
+        return np.stack([Y.mean(0), Y.var(0)])
+
+    def jacobian(theta):  # (2T, 2)
+        cov = ((x0 - x0.mean())[:, None] * (W - W.mean(0))).mean(0)
+        dvar_db = 2.0 * cov + 2.0 * theta[1] * W.var(0)
+        return np.block([[ts[:, None], W.mean(0)[:, None]], [np.zeros((len(ts), 1)), dvar_db[:, None]]])
+
+    targets = moments(np.array([0.6, 0.5]))[..., None] + SIGMA * np.random.default_rng(4).standard_normal(
+        (2, len(ts), 1))
+    theta = np.array([0.55, 0.45])
+    loss = pj.ObservationLoss(model, ts, y0, pj.OutputCost(path_moments, pj.MeanSquaredError()), data=targets)
+    la = pj.Laplace(loss, theta, noise_std=SIGMA, prior_precision=DELTA)
+    J = jacobian(theta)
+    P_ref = J.T @ J / SIGMA**2 + DELTA * np.eye(2)
+    np.testing.assert_allclose(la.posterior_precision(), P_ref, rtol=RTOL)
+    r = (moments(theta)[..., None] - targets).reshape(-1)
+    N = r.size
+    evidence = (-r @ r / (2 * SIGMA**2) - 0.5 * N * np.log(2 * np.pi * SIGMA**2) - 0.5 * DELTA * theta @ theta
+                + np.log(DELTA) - 0.5 * np.linalg.slogdet(P_ref)[1])  # + (p/2) log 2π − (p/2) log 2π
+    assert la.log_marginal_likelihood() == pytest.approx(evidence, rel=1e-9)
+    pred = la.predictive()
+    np.testing.assert_allclose(pred.mean[..., 0], moments(theta), rtol=1e-9, atol=1e-12)
+    var = np.einsum("ik,kl,il->i", J, np.linalg.inv(P_ref), J).reshape(2, len(ts))
+    np.testing.assert_allclose(pred.var[..., 0], var, rtol=RTOL, atol=1e-14)
+    draws = la.sample(5, seed=1)
+    stats = np.stack([moments(th) for th in draws])
+    sampled = la.predictive(method="samples", n=5, seed=1)
+    np.testing.assert_allclose(sampled.mean[..., 0], stats.mean(0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sampled.var[..., 0], stats.var(0), rtol=1e-8, atol=1e-13)
+    # the σ the evidence picks: its stationarity by hand, d/dσ of −Σr²/(2σ²) − N log σ − ½ log det(JᵀJ/σ² + δI)
+    sigma = la.optimize_noise_std()
+    G = J.T @ J
+    lam = np.linalg.eigvalsh(G)
+    grad = r @ r / sigma**3 - N / sigma + np.sum(lam / sigma**3 / (lam / sigma**2 + DELTA))
+    assert abs(grad) < 1e-6 * N / sigma
+    # bad input: a statistic's likelihood predicts no other times; its empirical Fisher does not exist
+    with pytest.raises(ValueError, match="ts must be None"):
+        la.predictive(ts=[0.5])
+    with pytest.raises(ValueError, match="none per trajectory"):
+        pj.Laplace(loss, theta, curvature="fisher")
+    bad = pj.ObservationLoss(model, ts, y0, pj.OutputCost(path_moments, pj.MeanSquaredError()),
+                             data=targets[:, :3])
+    with pytest.raises(ValueError, match=r"targets of the statistic's shape \(2, 6, 1\)"):
+        pj.Laplace(bad, theta)

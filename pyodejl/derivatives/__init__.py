@@ -7,7 +7,7 @@ method is a class plus an entry in ``GRADIENT_METHODS`` / ``HESSIAN_METHODS``
 """
 
 from pyodejl.derivatives.finite_differences import FiniteDifference, FiniteDifferenceGradient
-from pyodejl.derivatives.gauss_newton import OutputCost, OutputLoss, SoftmaxCrossEntropy
+from pyodejl.derivatives.gauss_newton import MeanSquaredError, OutputCost, OutputLoss, SoftmaxCrossEntropy
 from pyodejl.derivatives.methods import (
     FAST_METHODS,
     GRADIENT_METHODS,
@@ -50,6 +50,7 @@ __all__ = [
     "HessianOperator",
     "OutputCost",
     "OutputLoss",
+    "MeanSquaredError",
     "SoftmaxCrossEntropy",
     "MinibatchObjective",
     "ODEProblem",

@@ -137,6 +137,23 @@ class SoftmaxCrossEntropy:
 
 
 @dataclass(frozen=True)
+class MeanSquaredError:
+    """Mean squared error of an output against targets of its shape: the ``loss`` of an :class:`OutputCost`.
+
+    ``MeanSquaredError()(F, targets) = (1/N) Σ (F − targets)²`` over the N entries of
+    ``F``. With ``OutputCost(statistic, MeanSquaredError())``, ``statistic(θ_extra, Y,
+    targets)`` may summarise the whole batch of trajectories (e.g. their means and
+    variances, the moment matching of seed 004's Neural SDEs); :class:`pyodejl.Laplace`
+    reads it as N independent Gaussian observations of the statistic (a synthetic
+    likelihood, Wood 2010, *Statistical inference for noisy nonlinear ecological dynamic
+    systems*) with noise σ.
+    """
+
+    def __call__(self, output, targets):
+        return jnp.mean((output - jnp.asarray(targets)) ** 2)
+
+
+@dataclass(frozen=True)
 class OutputLoss:
     """A :class:`pyodejl.FunctionObjective` loss split into an output and a loss of it.
 

@@ -36,6 +36,7 @@ EXPERIMENT_MODULES = {
     "latent-vowels": "latent_vowels",
     "local-memory": "local_memory",
     "laplace-scale": "laplace_scale",
+    "laplace-sde": "laplace_sde",
 }
 
 
