@@ -84,10 +84,7 @@ def setup(variant: str, seed: int, s: dict) -> RunSpec:
     y0 = np.tile(spiral.U0, (s["trajectories"], 1))
     base = sde_spiral.model(0)
 
-    def objective(step, indices):  # sde-spiral's vanilla row: new paths every iteration
-        paths = base.with_seed(1_000_003 * seed + max(step, 0))
-        return pj.ObservationLoss(paths, sde_spiral.TS, y0, sde_spiral.MomentCost(), data=data)
-
+    objective = sde_spiral.training_objective(base, seed, y0, data)  # sde-spiral's vanilla row
     held_out = pj.ObservationLoss(base.with_seed(sde_spiral.HELD_OUT + seed), sde_spiral.TS, y0, STATISTIC,
                                   data=data)
     other = base.with_seed(NEW_PATHS + seed)

@@ -111,18 +111,23 @@ def model(seed: int, tol: float = RTOL) -> pj.NeuralSDE:
                         max_steps=4096, seed=seed)
 
 
+def training_objective(base: pj.NeuralSDE, seed: int, y0, moments, terms=()):
+    """The ``Problem.objective`` of a run: the moment loss (plus ``terms``) on new Brownian paths every
+    iteration, as the seed draws 100 new trajectories each time."""
+
+    def objective(step, indices):
+        paths = base.with_seed(1_000_003 * seed + max(step, 0))
+        return pj.ObservationLoss(paths, TS, y0, MomentCost(), data=moments, regularizers=list(terms) or None)
+
+    return objective
+
+
 def setup(variant: str, seed: int, s: dict) -> RunSpec:
     moments = data_moments(s["data_trajectories"], s["data_seed"])
     y0 = np.tile(spiral.U0, (s["trajectories"], 1))
     name, tol = ROWS[variant]
-    terms = TERMS[name]()
     base = model(0, tol)
-
-    def objective(step, indices):
-        # new Brownian paths every iteration, as the seed draws 100 new trajectories each time
-        paths = base.with_seed(1_000_003 * seed + max(step, 0))
-        return pj.ObservationLoss(paths, TS, y0, MomentCost(), data=moments, regularizers=terms or None)
-
+    objective = training_objective(base, seed, y0, moments, TERMS[name]())
     held_out = base.with_seed(HELD_OUT + seed)
     plain = pj.ObservationLoss(held_out, TS, y0, MomentCost(), data=moments)
     predict = lambda theta: held_out.solve(theta, TS, y0)
