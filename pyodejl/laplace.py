@@ -1119,10 +1119,11 @@ class Laplace:
             axes = tuple(None if a is None else 0 for a in args)
         chunk = int(max(1, min(B, _ROW_BYTES // (8 * C * max(1, len(theta))))))
         w = to_device(np.asarray(weights, dtype=np.float64))
+        host = tuple(a if ax is None else np.asarray(a) for a, ax in zip(args, axes))  # batched args, once
         out = np.empty((B, C))
         for start in range(0, B, chunk):
             take = np.minimum(np.arange(start, start + chunk), B - 1)  # the last chunk padded: one compile
-            part = tuple(a if ax is None else to_device(np.asarray(a)[take]) for a, ax in zip(args, axes))
+            part = tuple(a if ax is None else to_device(a[take]) for a, ax in zip(host, axes))
             rows = np.asarray(_weighted_row_norms(outputs, axes, theta, w, part))
             out[start:start + chunk] = rows[: min(chunk, B - start)]
         return out

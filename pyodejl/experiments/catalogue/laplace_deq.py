@@ -74,7 +74,7 @@ def setup(variant: str, seed: int, s: dict) -> RunSpec:
         if variant == "map":
             return lm.scores(theta, exact_loss, data)
         return lm.scores(theta, exact_loss, data, lambda loss: pj.Laplace(loss, theta, subset="last-layer"),
-                         lambda la, X: la.predictive(x=X, method="probit"), s["laplace_samples"], seed)
+                         s["laplace_samples"], seed)
 
     theta0 = np.concatenate([trained.init(seed), dd.CLASSIFIER.init(seed + 1)])
     problem = Problem(theta0=theta0, objective=objective, num_samples=len(Xtr))

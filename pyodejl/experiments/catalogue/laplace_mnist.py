@@ -135,17 +135,29 @@ def _softmax(z):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def scores(theta, loss_of, data, laplace=None, predict=None, subset_size: int = 0, seed: int = 0) -> dict:
+def classifier_loss(D: int, s: dict):
+    """``(X, labels) -> ObservationLoss``: the classifier of inputs ``X`` ``(B, D)`` under the settings ``s``."""
+    model = pj.NeuralODE(vector_field(D), solver="tsit5", rtol=s["tol"], atol=s["tol"], max_steps=8192)
+    ts = np.array([0.0, 1.0])
+    extra = CLASSES * D + CLASSES
+
+    def loss_of(X, y):
+        return pj.ObservationLoss(model, ts, X, COST, data=y, num_extra_params=extra)
+
+    return loss_of
+
+
+def scores(theta, loss_of, data, laplace=None, subset_size: int = 0, seed: int = 0) -> dict:
     """The columns of one row: test NLL, accuracy, ECE and rotated-digit AUROC, and the CPU seconds
-    of the fit and of the predictive.
+    of the fit and of the (probit) predictive.
 
     Args:
         theta: the MAP ``(p,)``.
         loss_of: ``(X, labels) -> loss`` of the classifier on inputs ``X``.
         data: ``(X_train, y_train, X_test, y_test)``.
         laplace: ``loss -> pyodejl.Laplace`` at θ, fitted to ``subset_size`` training images drawn
-            from ``seed`` with the evidence's prior precision; None: the MAP's softmax, no fit.
-        predict: ``(la, X) -> (n, C)`` class probabilities.
+            from ``seed`` with the evidence's prior precision, predicting by the probit; None: the
+            MAP's softmax, no fit.
     """
     Xtr, ytr, Xte, yte = data
     sets = (Xte, rotated(Xte))
@@ -159,7 +171,7 @@ def scores(theta, loss_of, data, laplace=None, predict=None, subset_size: int = 
     delta = la.optimize_prior_precision()
     fit = time.process_time() - start
     start = time.process_time()
-    probs = [predict(la, X) for X in sets]
+    probs = [la.predictive(x=X, method="probit") for X in sets]
     return {**metrics(probs[0], yte, probs[1]), "prior_precision": float(delta), "fit_cpu_s": fit,
             "predict_cpu_s": time.process_time() - start}
 
@@ -167,12 +179,7 @@ def scores(theta, loss_of, data, laplace=None, predict=None, subset_size: int = 
 def setup(variant: str, seed: int, s: dict) -> RunSpec:
     Xtr, Xte, ytr, yte = load(s)
     D = Xtr.shape[1]
-    model = pj.NeuralODE(vector_field(D), solver="tsit5", rtol=s["tol"], atol=s["tol"], max_steps=8192)
-    ts = np.array([0.0, 1.0])
-    extra = CLASSES * D + CLASSES
-
-    def loss_of(X, y):
-        return pj.ObservationLoss(model, ts, X, COST, data=y, num_extra_params=extra)
+    loss_of = classifier_loss(D, s)
 
     def make(indices):
         idx = slice(None) if indices is None else indices
@@ -183,11 +190,10 @@ def setup(variant: str, seed: int, s: dict) -> RunSpec:
         if variant == "map":
             return scores(theta, loss_of, data)
         if variant == "last-layer":
-            return scores(theta, loss_of, data, lambda loss: pj.Laplace(loss, theta, subset="last-layer"),
-                          lambda la, X: la.predictive(x=X, method="probit"), s["laplace_samples"], seed)
-        structure = {"structure": variant, "seed": seed, **({"rank": s["rank"]} if variant == "low-rank" else {})}
-        return scores(theta, loss_of, data, lambda loss: pj.Laplace(loss, theta, **structure),
-                      lambda la, X: la.predictive(x=X, method="probit"), s["laplace_samples"], seed)
+            kw = {"subset": "last-layer"}
+        else:
+            kw = {"structure": variant, "seed": seed, **({"rank": s["rank"]} if variant == "low-rank" else {})}
+        return scores(theta, loss_of, data, lambda loss: pj.Laplace(loss, theta, **kw), s["laplace_samples"], seed)
 
     theta0 = digits.init(seed, D)
     problem = Problem(theta0=theta0, objective=lambda step, indices: make(indices), num_samples=len(Xtr))

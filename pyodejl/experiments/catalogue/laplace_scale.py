@@ -84,10 +84,8 @@ def measure(loss, theta, X, s: dict, seed: int) -> dict:
 def setup(variant: str, seed: int, s: dict) -> RunSpec:
     Xtr, Xte, ytr, _ = lm.load(s)
     D = Xtr.shape[1]
-    model = pj.NeuralODE(lm.vector_field(D), solver="tsit5", rtol=s["tol"], atol=s["tol"], max_steps=8192)
     n = s["laplace_samples"]
-    loss = pj.ObservationLoss(model, np.array([0.0, 1.0]), Xtr[:n], lm.COST, data=ytr[:n],
-                              num_extra_params=lm.CLASSES * D + lm.CLASSES)
+    loss = lm.classifier_loss(D, s)(Xtr[:n], ytr[:n])
     problem = Problem(theta0=lm.digits.init(seed, D), objective=lambda step, indices: loss, num_samples=n)
     measurement = Measurement("laplace_scale", lambda o, th: measure(loss, th, Xte[: s["predictive_inputs"]], s,
                                                                      seed))

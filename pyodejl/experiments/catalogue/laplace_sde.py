@@ -85,16 +85,13 @@ def setup(variant: str, seed: int, s: dict) -> RunSpec:
     base = sde_spiral.model(0)
 
     objective = sde_spiral.training_objective(base, seed, y0, data)  # sde-spiral's vanilla row
-    held_out = pj.ObservationLoss(base.with_seed(sde_spiral.HELD_OUT + seed), sde_spiral.TS, y0, STATISTIC,
-                                  data=data)
+    paths = base.with_seed(sde_spiral.HELD_OUT + seed)
+    held_out = pj.ObservationLoss(paths, sde_spiral.TS, y0, STATISTIC, data=data)
+    plain = pj.ObservationLoss(paths, sde_spiral.TS, y0, sde_spiral.MomentCost(), data=data)
     other = base.with_seed(NEW_PATHS + seed)
 
     def new_paths(theta):
-        Y = np.asarray(other.solve(theta, sde_spiral.TS, y0).ys)  # (B, T, D)
-        return np.stack([Y.mean(0), Y.var(0)])
-
-    plain = pj.ObservationLoss(base.with_seed(sde_spiral.HELD_OUT + seed), sde_spiral.TS, y0,
-                               sde_spiral.MomentCost(), data=data)
+        return np.asarray(moments(None, other.solve(theta, sde_spiral.TS, y0).ys, None))
 
     def measurement(objective, theta):
         return {"moment_loss": float(plain.value(theta)), **measure(theta, held_out, fresh, new_paths)}
