@@ -45,6 +45,7 @@ from pyodejl.solving import sde
 from pyodejl.solving.steps import error_ratios
 
 TS = np.linspace(0.0, 1.0, 4)
+SOLVERS = ("sriw1", "sosri")
 
 
 def _drift_fn(t, y, th):
@@ -86,11 +87,12 @@ def central(f, x, h, stencil=2):
 # ---- the solver against closed forms ------------------------------------------------------
 
 
-def test_ornstein_uhlenbeck_moments_match_closed_form():
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_ornstein_uhlenbeck_moments_match_closed_form(solver):
     a, b, x0, n = 1.0, 0.5, 1.0, 2000
     drift = pj.VectorField(lambda t, y, th: -th[0] * y, 1)
     diffusion = pj.VectorField(lambda t, y, th: th[0] * jnp.ones_like(y), 1)
-    m = pj.NeuralSDE(drift, diffusion, dt0=0.05, rtol=1e-3, atol=1e-3)
+    m = pj.NeuralSDE(drift, diffusion, solver=solver, dt0=0.05, rtol=1e-3, atol=1e-3)
     ts = np.array([0.0, 0.5, 1.0])
     ys = m.solve(np.array([a, b]), ts, np.full((n, 1), x0)).ys[:, :, 0]  # (n, T)
     for k, t in enumerate(ts[1:], start=1):
@@ -99,11 +101,12 @@ def test_ornstein_uhlenbeck_moments_match_closed_form():
         assert abs(ys[:, k].var(ddof=1) - var) < 4 * var * np.sqrt(2 / (n - 1))
 
 
-def test_strong_order_on_geometric_brownian_motion():
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_strong_order_on_geometric_brownian_motion(solver):
     mu, sigma, x0, B = 0.5, 1.0, 1.0, 200
     drift = pj.VectorField(lambda t, y, th: th[0] * y, 1)
     diffusion = pj.VectorField(lambda t, y, th: th[0] * y, 1)
-    m = pj.NeuralSDE(drift, diffusion)
+    m = pj.NeuralSDE(drift, diffusion, solver=solver)
     theta = jnp.array([mu, sigma])
     y0 = jnp.full((B, 1), x0)
     fine = sde.replay_grid(m, np.linspace(0.0, 1.0, 129), y0).noise  # 128 steps, from the tree the solver uses
@@ -145,19 +148,37 @@ def test_adaptive_solve_follows_one_path_through_rejected_steps():
     assert np.max(np.abs(sol.ys[:, -1, 0] - exact) / exact) < 1e-2
 
 
-def test_error_estimate_matches_closed_form_for_a_constant_drift():
+@pytest.mark.parametrize("solver, drift_stages", [("sriw1", 2), ("sosri", 4)])
+def test_error_estimate_matches_closed_form_for_a_constant_drift(solver, drift_stages):
     c = 0.7
     drift = pj.VectorField(lambda t, y, th: th[0] * jnp.ones_like(y), 1)
     diffusion = pj.VectorField(lambda t, y, th: 0.0 * th[0] * y, 1)
-    m = pj.NeuralSDE(drift, diffusion, dt0=0.01, rtol=1e-3, atol=1e-3)
+    m = pj.NeuralSDE(drift, diffusion, solver=solver, dt0=0.01, rtol=1e-3, atol=1e-3)
     loss = pj.TrajectoryLoss(m, TS, np.array([0.2]), np.zeros((len(TS), 1)), regularizers=[R.ErrorEstimate(1.0)])
     theta = np.array([c, 0.0])
     sol = loss.solve(theta)
     t = sol.grid.times[: sol.grid.num_steps + 1]
     h, y = np.diff(t), 0.2 + c * t  # the solve of a constant drift is exact
-    ratio = (h * abs(c) / 3) / (1e-3 + 1e-3 * np.maximum(np.abs(y[:-1]), np.abs(y[1:])))
+    ratio = (drift_stages * h * abs(c) / 6) / (1e-3 + 1e-3 * np.maximum(np.abs(y[:-1]), np.abs(y[1:])))
     assert np.all(ratio < 1)  # every accepted step passed the controller on this estimate
     np.testing.assert_allclose(loss.terms(theta)["error_estimate"], np.sum(ratio * h), rtol=1e-12)
+
+
+def test_sosri_tableau_satisfies_the_sri_consistency_conditions():
+    # Rößler (2010): c⁽⁰⁾ and c⁽¹⁾ are the row sums of A⁽⁰⁾ and A⁽¹⁾; Σα = 1, Σβ⁽¹⁾ = 1 and
+    # Σβ⁽²⁾ = Σβ⁽³⁾ = Σβ⁽⁴⁾ = 0 (the published coefficients carry 16 digits, hence 1e-14)
+    tab = sde.SOSRI
+    np.testing.assert_allclose(np.sum(tab.A0, 1), tab.c0, atol=1e-14)
+    np.testing.assert_allclose(np.sum(tab.A1, 1), tab.c1, atol=1e-14)
+    sums = [np.sum(v) for v in (tab.alpha, tab.beta1, tab.beta2, tab.beta3, tab.beta4)]
+    np.testing.assert_allclose(sums, [1, 1, 0, 0, 0], atol=1e-14)
+    assert pj.solving.SDE_SOLVERS["sosri"].evaluations_per_step() == 8
+
+
+def test_sosri_refuses_the_stiffness_estimate_with_a_reason():
+    m = pj.NeuralSDE(DRIFT, DIFFUSION, solver="sosri", dt0=0.05, rtol=1e-2, atol=1e-2)
+    with pytest.raises(ValueError, match="'sosri' has none. Use sriw1"):
+        pj.TrajectoryLoss(m, TS, Y0, TARGETS, regularizers=[R.StiffnessEstimate(0.2)]).value(m.init(0))
 
 
 def test_stiffness_estimate_reads_the_diffusion_stages(model, loss):

@@ -103,6 +103,11 @@ def require_unit_stages(term, model) -> None:
     """Raise unless ``model``'s solver has two stages at c = 1 (Shampine's estimate)."""
     spec = _explicit_rk_spec(term, model, "dopri5, tsit5 or dopri8")
     if spec.unit_stages is None:
+        if spec.is_sde:
+            raise ValueError(
+                f"{type(term).__name__} needs two stages of the step at one time with distinct states for "
+                f"Shampine's stiffness estimate; {spec.name!r} has none. Use sriw1"
+            )
         raise ValueError(
             f"{type(term).__name__} needs a solver with two stages at c = 1 for Shampine's stiffness "
             f"estimate; {spec.name!r} has fewer. Use dopri5, tsit5 or dopri8"
