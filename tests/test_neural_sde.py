@@ -12,12 +12,14 @@ References and bounds:
   Brownian tree the solver steps on (128 increments, coarsened by Chen's
   relation). Uniform steps h = 2⁻³ … 2⁻⁷ replayed by the library's SRI step:
   mean |error| over 200 paths falls with slope ≈ 1.5 in log h (observed
-  1.41); bound > 1.2 separates order 1.5 from Milstein-type order 1 and
-  Euler–Maruyama's 0.5.
+  1.41 for SRIW1 and for SOSRI); bound > 1.2 separates order 1.5 from
+  Milstein-type order 1 and Euler–Maruyama's 0.5, so a mistyped SOSRI
+  coefficient fails it.
 * **Adaptive solves** follow one path through rejected steps: on the same GBM
   the adaptive solution converges pathwise to the closed form (bound below).
 * **Error estimate** against a closed form: with a constant drift c and no
-  diffusion, SRIW1's E = δ·h·(a₁ + a₂) = h·c/3 (δ = 1/6) per step exactly, so
+  diffusion, SRIW1's E = δ·h·(a₁ + a₂) = h·c/3 (δ = 1/6) per step exactly
+  (SOSRI's, over its four drift stages, 2h·c/3), so
   ERNSDE's R_E = Σⱼ hⱼ·(hⱼ|c|/3)/(atol + rtol·max|y|) on the reported grid.
 * **Stiffness estimate** against a closed form: for the diagonal diffusion
   b(y) = s·y + r, Shampine's quotient of the two diffusion stages at c = 1/4
