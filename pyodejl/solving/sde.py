@@ -23,9 +23,10 @@ and the step is
 **Error estimate** (Rackauckas & Nie 2017, *Adaptive methods for stochastic
 differential equations via natural embeddings and rejection sampling with
 memory*, Discrete Contin. Dyn. Syst. B 22(7)): E = δ·E₁ + E₂ with
-E₁ = h Σ_{i ≤ m} aᵢ over the first m drift stages (m = 2 for SRIW1) and E₂
-the strong-order-1.5 noise terms above; δ = 1/6 by default (their
-deterministic-error weight). E₁ is the plain sum of those drift values, as in
+E₁ = h Σ_{i ≤ m} aᵢ over the first m drift stages (m = 2 for SRIW1, 4 for
+SOSRI) and E₂ the strong-order-1.5 noise terms above; δ, the weight of the
+deterministic error, is the reference implementation's per method: 1/6 for
+SRIW1 (their choice for it), 1 for SOSRI. E₁ is the plain sum of those drift values, as in
 the SRI steps of the reference implementation behind seed 004's SDE
 experiments (StochasticDiffEq.jl, used by RegNeuralDE.jl), so ERNSDE here
 regularises the quantity the seed regularised. The controller accepts a step when
@@ -181,7 +182,8 @@ SOSRI = SRITableau(
 order methods and stiffness detection for pathwise stiff stochastic differential equations*,
 arXiv:1804.04344; HPEC 2020): strong order 1.5, the solver of seed 004's Neural SDEs. Its four
 drift stages all enter E₁ = h Σᵢ aᵢ (the reference implementation's estimate for four-stage SRI
-methods). No two of its stages share a time with distinct states, so it names no stiffness stages
+methods), with δ = 1: the reference implementation's default for every SRI method but SRIW1
+(1/6). No two of its stages share a time with distinct states, so it names no stiffness stages
 and SRNSDE refuses it."""
 
 
@@ -224,7 +226,7 @@ SDE_SOLVERS: dict[str, SDESolver] = {
     "sosri": SDESolver(
         "sosri", True, False, SOSRI.stages, False, 1.5,
         "Rackauckas & Nie (2018), SOSRI: stability-optimised SRI; error estimate of Rackauckas & Nie (2017)",
-        SOSRI,
+        SOSRI, delta=1.0,
     ),
 }
 """Every SDE solver by name. ``order`` is the strong order (1.5), used as q in the controller's ratio^(−1/q)."""
