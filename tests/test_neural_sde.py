@@ -47,7 +47,7 @@ from pyodejl.solving import sde
 from pyodejl.solving.steps import error_ratios
 
 TS = np.linspace(0.0, 1.0, 4)
-SOLVERS = ("sriw1", "sosri")
+SOLVERS = ("sriw1", "sosri", "sosri2")
 
 
 def _drift_fn(t, y, th):
@@ -150,7 +150,7 @@ def test_adaptive_solve_follows_one_path_through_rejected_steps():
     assert np.max(np.abs(sol.ys[:, -1, 0] - exact) / exact) < 1e-2
 
 
-@pytest.mark.parametrize("solver, drift_stages, delta", [("sriw1", 2, 1 / 6), ("sosri", 4, 1.0)])
+@pytest.mark.parametrize("solver, drift_stages, delta", [("sriw1", 2, 1 / 6), ("sosri", 4, 1.0), ("sosri2", 4, 1.0)])
 def test_error_estimate_matches_closed_form_for_a_constant_drift(solver, drift_stages, delta):
     c = 0.7
     drift = pj.VectorField(lambda t, y, th: th[0] * jnp.ones_like(y), 1)
@@ -166,15 +166,28 @@ def test_error_estimate_matches_closed_form_for_a_constant_drift(solver, drift_s
     np.testing.assert_allclose(loss.terms(theta)["error_estimate"], np.sum(ratio * h), rtol=1e-12)
 
 
-def test_sosri_tableau_satisfies_the_sri_consistency_conditions():
+@pytest.mark.parametrize("tab", [sde.SOSRI, sde.SOSRI2])
+def test_sosri_tableaus_satisfy_the_sri_consistency_conditions(tab):
     # Rößler (2010): c⁽⁰⁾ and c⁽¹⁾ are the row sums of A⁽⁰⁾ and A⁽¹⁾; Σα = 1, Σβ⁽¹⁾ = 1 and
     # Σβ⁽²⁾ = Σβ⁽³⁾ = Σβ⁽⁴⁾ = 0 (the published coefficients carry 16 digits, hence 1e-14)
-    tab = sde.SOSRI
     np.testing.assert_allclose(np.sum(tab.A0, 1), tab.c0, atol=1e-14)
     np.testing.assert_allclose(np.sum(tab.A1, 1), tab.c1, atol=1e-14)
     sums = [np.sum(v) for v in (tab.alpha, tab.beta1, tab.beta2, tab.beta3, tab.beta4)]
     np.testing.assert_allclose(sums, [1, 1, 0, 0, 0], atol=1e-14)
-    assert pj.solving.SDE_SOLVERS["sosri"].evaluations_per_step() == 8
+    assert tab.evaluations(True) + tab.evaluations(False) == 8
+
+
+def test_sosri2_stiffness_estimate_is_the_drift_lipschitz_constant():
+    # SOSRI2's drift stages 3 and 4 share c = 1 at distinct states: for the linear drift a(y) = λy
+    # Shampine's quotient ‖λ(H₄ − H₃)‖ / ‖H₄ − H₃‖ is |λ| exactly, so R_S = |λ|·(t_end − t₀)
+    lam = -1.7
+    drift = pj.VectorField(lambda t, y, th: th[0] * y, 1)
+    diffusion = pj.VectorField(lambda t, y, th: th[0] * jnp.ones_like(y), 1)
+    m = pj.NeuralSDE(drift, diffusion, solver="sosri2", dt0=0.05, rtol=1e-2, atol=1e-2)
+    loss = pj.TrajectoryLoss(m, TS, np.array([[1.0], [0.5]]), np.zeros((2, len(TS), 1)),
+                             regularizers=[R.StiffnessEstimate(1.0)])
+    estimate = loss.terms(np.array([lam, 0.3]))["stiffness_estimate"]
+    assert estimate == pytest.approx(abs(lam) * (TS[-1] - TS[0]), rel=1e-12)
 
 
 def test_sosri_refuses_the_stiffness_estimate_with_a_reason():

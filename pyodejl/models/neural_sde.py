@@ -30,7 +30,7 @@ class NeuralSDE(eqx.Module):
         diffusion: a vector field of the same protocol whose output has the
             state's shape ``(D,)``: entry i multiplies dW_i in the equation of y_i.
         noise: ``"diagonal"`` (the only noise type; others raise ValueError).
-        solver: an SDE solver or its name (default ``"sriw1"``; ``"sosri"`` is seed 004's; see
+        solver: an SDE solver or its name (default ``"sriw1"``; ``"sosri"`` and ``"sosri2"`` are seed 004's; see
             :data:`pyodejl.solving.sde.SDE_SOLVERS`). ODE solvers raise ValueError.
         dt0: the first step of the adaptive solve (default 0.01; > 0).
         rtol: relative tolerance of the error estimate (default 1e-3).
