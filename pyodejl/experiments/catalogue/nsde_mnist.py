@@ -92,8 +92,8 @@ def setup(variant: str, seed: int, s: dict) -> RunSpec:
     Xtr, ytr, Xte, yte = task.x, task.y.astype(np.int32), task.x_test, task.y_test.astype(np.int32)
     if s["subset"]:
         Xtr, ytr, Xte, yte = Xtr[: s["subset"]], ytr[: s["subset"]], Xte[: s["subset"]], yte[: s["subset"]]
-    terms, solver = ROWS[variant]
-    base, terms, batch = model(0, solver), VARIANTS[terms](), s["batch_size"]
+    name, solver = ROWS[variant]
+    base, terms, batch = model(0, solver), VARIANTS[name](), s["batch_size"]
     extra = ENCODER.num_params + CLASSIFIER.num_params
 
     def loss_on(sde, X, y, regularizers=None):
