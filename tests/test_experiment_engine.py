@@ -358,6 +358,25 @@ def test_report_statistics_and_verdicts(toy_reference):
     assert rep["provenance"]["cores"] == [os.cpu_count()]
 
 
+def test_a_benchmark_measurement_renders_as_a_report():
+    from pyodejl.experiments import Column
+    from pyodejl.experiments.report import measurement_report
+
+    cols = [Column("ours", "ours", digits=3), Column("peer", "peer", digits=3)]
+    rep = measurement_report(name="bench", title="A benchmark", source="here", columns=cols,
+                             rows={"gradient (s)": {"ours": 0.8612, "peer": 2.264}, "HVPs": {"ours": 158.0},
+                                   "broken": {"ours": float("nan"), "peer": None}},
+                             command="python bench.py", loads=(0.4, 1.2), row_heading="measurement")
+    md = render_markdown(json.loads(json.dumps(rep)))
+    assert "| measurement | ours | peer |" in md
+    assert "| gradient (s) | 0.861 | 2.26 |" in md and "| HVPs | 158 | – |" in md
+    assert "| broken | – | – |" in md
+    assert "One measurement per cell." in md and "Seeds" not in md
+    assert "`python bench.py`" in md and "1-min load 0.4–1.2" in md
+    with pytest.raises(ValueError, match="no column has"):
+        measurement_report(name="b", title="t", source="s", columns=cols, rows={"r": {"other": 1.0}}, command="c")
+
+
 def test_rank_agreement_is_spearmans_correlation_of_the_row_means():
     from scipy.stats import spearmanr
 

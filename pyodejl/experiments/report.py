@@ -5,13 +5,16 @@
 :func:`render_markdown` turns such a dict — live, or a committed
 ``results/<name>.json`` — into the Markdown of REPRODUCTION.md. Every number of
 the Markdown comes from the dict, so a table rendered from a committed report is
-the table of record.
+the table of record. :func:`measurement_report` gives a measurement made outside
+the engine (a benchmark script) the same form, so its table is rendered the same way.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 import operator
+import os
 import re
 from pathlib import Path
 
@@ -19,9 +22,9 @@ import numpy as np
 
 from pyodejl.experiments.catalogue import get_experiment
 from pyodejl.experiments.declaration import Experiment, RankAgreement, Target
-from pyodejl.experiments.folder import RunFolder, RunFolderError
+from pyodejl.experiments.folder import RunFolder, RunFolderError, git_commit, package_versions
 
-__all__ = ["REPORT_FORMAT", "build_report", "render_markdown", "sync_markdown"]
+__all__ = ["REPORT_FORMAT", "build_report", "measurement_report", "render_markdown", "sync_markdown"]
 
 REPORT_FORMAT = 1
 
@@ -171,6 +174,62 @@ def build_report(out, experiment: Experiment | None = None) -> dict:
     }
 
 
+def measurement_report(*, name: str, title: str, source: str, columns, rows: dict, command: str,
+                       loads=(), settings: dict | None = None, notes: str = "",
+                       row_heading: str = "variant") -> dict:
+    """The report of one measurement made outside the engine (a benchmark script), in
+    :func:`build_report`'s form, so that :func:`render_markdown` and ``--sync`` render it.
+
+    Each cell is one measured value (n = 1); there are no seeds and no targets.
+
+    Args:
+        name, title, source, notes: as an :class:`~pyodejl.experiments.declaration.Experiment`'s.
+        columns: :class:`~pyodejl.experiments.declaration.Column` s, one per table column.
+        rows: ``{row label: {column key: value}}``; a missing, None or non-finite value
+            renders as "–".
+        command: the command line that made the numbers, for the provenance line.
+        loads: 1-min load averages taken during the measurement (e.g. at its start and end).
+        settings: the measurement's settings, saved with it.
+        row_heading: the heading of the first column (default "variant").
+
+    Raises:
+        ValueError: a row names a key that no column has.
+    """
+    keys = [c.key for c in columns]
+    table = {}
+    for row, values in rows.items():
+        unknown = sorted(set(values) - set(keys))
+        if unknown:
+            raise ValueError(f"row {row!r} has values for {unknown}, which no column has; columns: {keys}")
+        table[row] = {k: _stats([values[k]]) for k in keys if _value(values, k) is not None}
+    loads = [float(x) for x in loads]
+    return {
+        "format": REPORT_FORMAT,
+        "experiment": name,
+        "title": title,
+        "source": source,
+        "notes": notes,
+        "quick": False,
+        "settings": settings or {},
+        "seeds": [],
+        "row_heading": row_heading,
+        "columns": [{"key": c.key, "label": c.label, "scale": c.scale, "digits": c.digits} for c in columns],
+        "rows": table,
+        "targets": [],
+        "unfinished": [],
+        "failed": [],
+        "provenance": {
+            "commands": [command],
+            "dates": [datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")],
+            "commits": [c for c in [git_commit()] if c],
+            "cores": [os.cpu_count()],
+            "load": [min(loads), max(loads)] if loads else None,
+            "other_processes_share": None,
+            "versions": [package_versions()],
+        },
+    }
+
+
 def row_finals(out, seed: int = 0) -> dict:
     """``{row: final measurements}`` of the finished runs of one seed of experiment folder ``out``, in
     row order (rows without a finished run of that seed are left out); what figures draw."""
@@ -202,12 +261,14 @@ def _cell(stats: dict | None, scale: float, digits: int) -> str:
 
 def render_markdown(report: dict) -> str:
     """The Markdown of a report: a heading line, the table, the verdicts, the provenance."""
-    lines = [f"**{report['title']}** ({report['source']}). Seeds {', '.join(map(str, report['seeds']))}; "
-             "mean ± std over seeds." + (f" {report['notes']}" if report.get("notes") else "")]
+    seeds = (f" Seeds {', '.join(map(str, report['seeds']))}; mean ± std over seeds." if report["seeds"]
+             else " One measurement per cell.")
+    lines = [f"**{report['title']}** ({report['source']})." + seeds
+             + (f" {report['notes']}" if report.get("notes") else "")]
     if report.get("quick"):
         lines[0] += " **Quick smoke run, not a result.**"
     cols = report["columns"]
-    lines += ["", "| variant | " + " | ".join(c["label"] for c in cols) + " |",
+    lines += ["", f"| {report.get('row_heading', 'variant')} | " + " | ".join(c["label"] for c in cols) + " |",
               "| --- |" + " --- |" * len(cols)]
     for variant, row in report["rows"].items():
         cells = [_cell(row.get(c["key"]), c["scale"], c["digits"]) for c in cols]
