@@ -390,8 +390,8 @@ def saved_report(args, ours, torch_res, agree, loads):
         k = args.k
         measures += [
             (f"top-{k} eigenpairs to relative residual {args.tol:g} (s)", lambda r: r["eig"]["seconds"]),
-            (f"top-{k} eigenpairs: HVPs", lambda r: r["eig"]["matvecs"]),
-            (f"top-{k} eigenpairs: converged (of {k})", lambda r: r["eig"]["converged"]),
+            (f"top-{k} eigenpairs: HVPs", lambda r: int(r["eig"]["matvecs"])),
+            (f"top-{k} eigenpairs: converged (of {k})", lambda r: int(r["eig"]["converged"])),
             ("top eigenvalue", lambda r: r["eig"]["values"][0] if r["eig"]["values"] else None),
             (f"trace, {args.trace_matvecs} HVPs, extrapolated where the budget ran out (s)",
              lambda r: r["trace"]["extrapolated_seconds"]),
@@ -401,7 +401,7 @@ def saved_report(args, ours, torch_res, agree, loads):
         ]
     rows = {label: {lib: get(r) for lib, r in libs} for label, get in measures}
     rows["loss at θ"] = {lib: r["loss"] for lib, r in libs}
-    rows["solver NFE"] = {"pyodejl": ours["nfe"], **({"torch": torch_res["nfe"]} if torch_res else {})}
+    rows["solver NFE"] = {"pyodejl": int(ours["nfe"]), **({"torch": int(torch_res["nfe"])} if torch_res else {})}
     if torch_res:
         rows["relative difference from pyodejl: gradient"] = {"torch": agree["grad"]}
         rows["relative difference from pyodejl: HVP"] = {"torch": agree["hvp"]}

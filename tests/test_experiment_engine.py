@@ -364,7 +364,7 @@ def test_a_benchmark_measurement_renders_as_a_report():
 
     cols = [Column("ours", "ours", digits=3), Column("peer", "peer", digits=3)]
     rep = measurement_report(name="bench", title="A benchmark", source="here", columns=cols,
-                             rows={"gradient (s)": {"ours": 0.8612, "peer": 2.264}, "HVPs": {"ours": 158.0},
+                             rows={"gradient (s)": {"ours": 0.8612, "peer": 2.264}, "HVPs": {"ours": 158},
                                    "broken": {"ours": float("nan"), "peer": None}},
                              command="python bench.py", loads=(0.4, 1.2), row_heading="measurement")
     md = render_markdown(json.loads(json.dumps(rep)))

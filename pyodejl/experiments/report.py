@@ -201,7 +201,9 @@ def measurement_report(*, name: str, title: str, source: str, columns, rows: dic
         unknown = sorted(set(values) - set(keys))
         if unknown:
             raise ValueError(f"row {row!r} has values for {unknown}, which no column has; columns: {keys}")
-        table[row] = {k: _stats([values[k]]) for k in keys if _value(values, k) is not None}
+        # a count (an int) renders as one: "158 HVPs", not "158.0"
+        table[row] = {k: {**_stats([values[k]]), "integer": isinstance(values[k], int)}
+                      for k in keys if _value(values, k) is not None}
     loads = [float(x) for x in loads]
     return {
         "format": REPORT_FORMAT,
@@ -255,6 +257,8 @@ def _number(x: float, digits: int) -> str:
 def _cell(stats: dict | None, scale: float, digits: int) -> str:
     if stats is None:
         return "–"
+    if stats.get("integer"):
+        return f"{round(stats['mean'] * scale):d}"
     mean = _number(stats["mean"] * scale, digits)
     return mean if stats["n"] < 2 else f"{mean} ± {_number(stats['std'] * scale, 2)}"
 
