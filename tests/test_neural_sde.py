@@ -166,15 +166,16 @@ def test_error_estimate_matches_closed_form_for_a_constant_drift(solver, drift_s
     np.testing.assert_allclose(loss.terms(theta)["error_estimate"], np.sum(ratio * h), rtol=1e-12)
 
 
-@pytest.mark.parametrize("tab", [sde.SOSRI, sde.SOSRI2])
-def test_sosri_tableaus_satisfy_the_sri_consistency_conditions(tab):
+@pytest.mark.parametrize("name", ["sosri", "sosri2"])
+def test_sosri_tableaus_satisfy_the_sri_consistency_conditions(name):
     # Rößler (2010): c⁽⁰⁾ and c⁽¹⁾ are the row sums of A⁽⁰⁾ and A⁽¹⁾; Σα = 1, Σβ⁽¹⁾ = 1 and
     # Σβ⁽²⁾ = Σβ⁽³⁾ = Σβ⁽⁴⁾ = 0 (the published coefficients carry 16 digits, hence 1e-14)
+    tab = pj.solving.SDE_SOLVERS[name].tableau
     np.testing.assert_allclose(np.sum(tab.A0, 1), tab.c0, atol=1e-14)
     np.testing.assert_allclose(np.sum(tab.A1, 1), tab.c1, atol=1e-14)
     sums = [np.sum(v) for v in (tab.alpha, tab.beta1, tab.beta2, tab.beta3, tab.beta4)]
     np.testing.assert_allclose(sums, [1, 1, 0, 0, 0], atol=1e-14)
-    assert tab.evaluations(True) + tab.evaluations(False) == 8
+    assert pj.solving.SDE_SOLVERS[name].evaluations_per_step() == 8
 
 
 def test_sosri2_stiffness_estimate_is_the_drift_lipschitz_constant():

@@ -12,7 +12,6 @@ other runs go on.
 
 from __future__ import annotations
 
-import datetime
 import os
 import shlex
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from pyodejl.experiments.catalogue import get_experiment
 from pyodejl.experiments.declaration import Experiment
-from pyodejl.experiments.folder import RunFolder, git_commit
+from pyodejl.experiments.folder import RunFolder, git_commit, utc_timestamp
 from pyodejl.experiments.trainer import train
 from pyodejl.solving import SolveError
 
@@ -128,7 +127,7 @@ def run_experiment(experiment, out, *, quick: bool = False, seeds=None, variants
             folders[variant, seed] = folder
     commit = git_commit()
     top.append({"step": len(top.records()), "command": command or shlex.join(sys.argv), "commit": commit,
-                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
+                "date": utc_timestamp()})
     for (variant, seed), folder in folders.items():
         if folder.finished:
             log(f"{exp.name} {variant} seed {seed}: finished, skipped")

@@ -28,6 +28,7 @@ naming it, and nothing is written.
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import os
@@ -109,6 +110,11 @@ def package_versions() -> dict[str, str | None]:
         except PackageNotFoundError:
             out[name] = None
     return out
+
+
+def utc_timestamp() -> str:
+    """Now, in UTC, as ISO 8601 to the second: the date every record and report carries."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def git_commit(path=None) -> str | None:

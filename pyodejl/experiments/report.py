@@ -11,7 +11,6 @@ the engine (a benchmark script) the same form, so its table is rendered the same
 
 from __future__ import annotations
 
-import datetime
 import math
 import operator
 import os
@@ -22,7 +21,7 @@ import numpy as np
 
 from pyodejl.experiments.catalogue import get_experiment
 from pyodejl.experiments.declaration import Experiment, RankAgreement, Target
-from pyodejl.experiments.folder import RunFolder, RunFolderError, git_commit, package_versions
+from pyodejl.experiments.folder import RunFolder, RunFolderError, git_commit, package_versions, utc_timestamp
 
 __all__ = ["REPORT_FORMAT", "build_report", "measurement_report", "render_markdown", "sync_markdown"]
 
@@ -222,7 +221,7 @@ def measurement_report(*, name: str, title: str, source: str, columns, rows: dic
         "failed": [],
         "provenance": {
             "commands": [command],
-            "dates": [datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")],
+            "dates": [utc_timestamp()],
             "commits": [c for c in [git_commit()] if c],
             "cores": [os.cpu_count()],
             "load": [min(loads), max(loads)] if loads else None,

@@ -74,10 +74,12 @@ VARIANTS = {
     "local-unbiased-1e1": lambda: [R.LocalErrorEstimate(1e1, sampling="unbiased")],
     "local-biased-1e1": lambda: [R.LocalErrorEstimate(1e1, sampling="biased")],
 }
-#: ``{row: (terms, solver)}``: the variants on SRIW1, then those on the seed's own solver SOSRI2 (δ = 1).
-ROWS = {**{name: (name, "sriw1") for name in VARIANTS if name != "local-biased-1e1"},
-        **{f"{name}-sosri2": (name, "sosri2")
-           for name in ("vanilla", "ernsde", "ernsde-1e1", "srnsde", "local-unbiased-1e1", "local-biased-1e1")}}
+SRIW1_ROWS = ("vanilla", "ernsde", "srnsde", "local-unbiased", "local-biased", "ernsde-1e1", "ernsde-1e2",
+              "local-unbiased-1e1")
+SOSRI2_ROWS = ("vanilla", "ernsde", "ernsde-1e1", "srnsde", "local-unbiased-1e1", "local-biased-1e1")
+#: ``{row: (terms, solver)}``: variants on SRIW1, then on the seed's own solver SOSRI2 (δ = 1).
+ROWS = {**{name: (name, "sriw1") for name in SRIW1_ROWS},
+        **{f"{name}-sosri2": (name, "sosri2") for name in SOSRI2_ROWS}}
 
 
 def settings(quick: bool) -> dict:
