@@ -50,14 +50,9 @@ def _two_processes_equal_one_process(names):
     assert {"hessian", "top_eigenvalue"} <= set(ref["results"]["trajectory"])
 
 
-def test_two_processes_equal_one_process_on_trajectories_minibatches_and_equilibria():
-    """The default check: a batch-sharded trajectory loss (value, gradient, HVPs, Hessian, Lanczos),
-    the minibatch mean of two and an equilibrium loss, one launch (47 s wall on the idle 2 cores)."""
-    _two_processes_equal_one_process(("trajectory", "minibatch", "equilibrium"))
-
-
-@pytest.mark.slow  # the Neural SDE adds 23 s wall to the launch on the idle 2 cores (70 s in all)
 def test_two_processes_equal_one_process_on_every_objective():
+    """A batch-sharded trajectory loss (value, gradient, HVPs, Hessian, Lanczos), the minibatch mean
+    of two, an equilibrium loss and a Neural SDE's loss, one launch (70 s wall on the idle 2 cores)."""
     _two_processes_equal_one_process(tuple(BOUNDS))
 
 
